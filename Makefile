@@ -1,0 +1,68 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Everything else is set-up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FLASK := $(VENV)/bin/flask --app wsgi
+DEMO_DB := $(CURDIR)/instance/demo.db
+PORTAL_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+export PORTAL_TEST_POSTGRES_URL
+
+.PHONY: setup demo test test-sqlite test-postgres lint chromium clean
+
+setup: $(VENV)/.installed node_modules/.installed portal/static/vendor/htmx.min.js instance/config.py
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+portal/static/vendor/htmx.min.js: node_modules/.installed
+	mkdir -p portal/static/vendor
+	cp node_modules/htmx.org/dist/htmx.min.js $@
+
+# A secret key of this installation's own, made once; never committed.
+instance/config.py:
+	mkdir -p instance
+	$(PYTHON) -c "import secrets; print('SECRET_KEY = ' + repr(secrets.token_hex(32)))" > $@
+
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+# Load the demo story into a fresh SQLite file and serve it with local sign-in on.
+demo: setup
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	PORTAL_DATABASE_URL=sqlite:///$(DEMO_DB) $(FLASK) db upgrade
+	PORTAL_DATABASE_URL=sqlite:///$(DEMO_DB) $(FLASK) portal demo
+	PORTAL_DATABASE_URL=sqlite:///$(DEMO_DB) PORTAL_LOCAL_LOGIN_ENABLED=true \
+	  $(FLASK) run --host 127.0.0.1 --port 5000
+
+# The whole suite on SQLite, then on PostgreSQL when it is reachable
+# (CI sets PORTAL_REQUIRE_POSTGRES=1: unreachable is then a failure, not a skip).
+test: setup chromium
+	$(MAKE) --no-print-directory test-sqlite
+	@if $(PY) -c "import os, psycopg; psycopg.connect(os.environ['PORTAL_TEST_POSTGRES_URL'].replace('+psycopg', ''), connect_timeout=3).close()" 2>/dev/null; then \
+	  $(MAKE) --no-print-directory test-postgres; \
+	elif [ -n "$$PORTAL_REQUIRE_POSTGRES" ]; then \
+	  echo "PostgreSQL is not reachable at $$PORTAL_TEST_POSTGRES_URL" >&2; exit 1; \
+	else \
+	  echo "PostgreSQL is not reachable at $$PORTAL_TEST_POSTGRES_URL: skipped the PostgreSQL run"; \
+	fi
+
+test-sqlite:
+	PORTAL_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres:
+	PORTAL_TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS)
+
+lint:
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) node_modules portal/static/vendor

@@ -1,0 +1,103 @@
+"""Who is signed in, and as which organization: Flask-Login plus the active-org choice.
+
+The session cookie holds ``user_id:session_version``; bumping the user's version (logout,
+disable, membership removal) makes every older cookie useless at its next request.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Flask, current_app, g, request, session
+from flask_login import current_user, logout_user
+from sqlalchemy import select
+
+from portal.extensions import db, login_manager
+from portal.models import Membership, Organization, User
+from portal.policy import Actor
+
+
+def init_app(app: Flask) -> None:
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    login_manager.session_protection = None  # the session version does this job
+
+    @login_manager.user_loader
+    def load_user(token: str) -> User | None:
+        try:
+            user_id, version = (int(part) for part in token.split(":", 1))
+        except ValueError:
+            return None
+        user = db.session.get(User, user_id)
+        if user is None or not user.active or user.session_version != version:
+            return None
+        return user
+
+    @app.before_request
+    def _enforce_session_lifetime():
+        if "_user_id" not in session:
+            return
+        now = datetime.now(UTC).timestamp()
+        idle = current_app.config["SESSION_IDLE_TIMEOUT"].total_seconds()
+        lifetime = current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds()
+        if now - session.get("seen_at", now) > idle or now - session.get("login_at", now) > lifetime:
+            logout_user()
+            session.clear()
+            return
+        session["seen_at"] = now
+
+
+def memberships_of(user: User) -> list[Membership]:
+    """The user's memberships in active organizations, producer first, then by name."""
+    order = {"producer": 0, "distributor": 1, "reseller": 2, "service_provider": 3, "customer": 4}
+    rows = db.session.scalars(
+        select(Membership).join(Organization).where(
+            Membership.user_id == user.id, Organization.status == "active"
+        )
+    ).all()
+    return sorted(rows, key=lambda m: (order[m.org.kind], m.org.name))
+
+
+def current_actor() -> Actor | None:
+    """The signed-in user in its active organization (cached per request)."""
+    if "actor" in g:
+        return g.actor
+    actor = None
+    if current_user.is_authenticated:
+        memberships = memberships_of(current_user)
+        chosen = next((m for m in memberships if m.org_id == session.get("org_id")), None)
+        if chosen is None and memberships:
+            chosen = memberships[0]
+            session["org_id"] = chosen.org_id
+        if chosen is not None:
+            actor = Actor(
+                user=current_user._get_current_object(),
+                org=chosen.org,
+                role=chosen.role,
+                request_id=g.get("request_id"),
+                client_addr=request.remote_addr,
+                customer_id=session.get("customer_id") if chosen.org.is_partner else None,
+            )
+    g.actor = actor
+    return actor
+
+
+def start_session(user: User) -> None:
+    """A fresh session at sign-in: nothing from before survives (no fixation)."""
+    from flask_login import login_user
+
+    session.clear()
+    login_user(user)
+    now = datetime.now(UTC).timestamp()
+    session["login_at"] = now
+    session["seen_at"] = now
+    session.permanent = True
+
+
+def end_session(user: User | None) -> None:
+    """Logout: the server forgets this session by bumping the user's session version."""
+    if user is not None and user.is_authenticated:
+        user.session_version += 1
+        db.session.commit()
+    logout_user()
+    session.clear()

@@ -1,0 +1,97 @@
+"""``flask portal ...``: demo, seed, worker, export, invite."""
+
+from __future__ import annotations
+
+import time
+
+import click
+from flask import Flask
+from sqlalchemy import select
+
+from portal.database import begin_write
+from portal.extensions import db
+from portal.models import Organization
+
+
+def _producer() -> Organization:
+    producer = db.session.scalar(select(Organization).where(Organization.kind == "producer"))
+    if producer is None:
+        raise click.ClickException("No producer yet: run `flask portal demo` or `flask portal seed` first.")
+    return producer
+
+
+def register_cli(app: Flask) -> None:
+    @app.cli.group("portal")
+    def portal_group():
+        """Entitlement Portal commands."""
+
+    @portal_group.command("demo")
+    def demo_command():
+        """Load the demo story (spec section 9) into an empty database and print the logins."""
+        from portal.demo import DEMO_PASSWORD, DEMO_USERS, load_demo
+
+        begin_write()
+        try:
+            load_demo()
+        except RuntimeError as error:
+            raise click.ClickException(str(error)) from None
+        db.session.commit()
+        click.echo("Demo story loaded. Sign in at " + app.config["BASE_URL"] + " with:")
+        for email, name, org_key, role in DEMO_USERS:
+            click.echo(f"  {email:<28} {role:<7} ({name}, {org_key})")
+        click.echo(f"Password for every demo user: {DEMO_PASSWORD}")
+
+    @portal_group.command("seed")
+    @click.option("--customers", default=1000, show_default=True, help="Top-level customer organizations.")
+    @click.option("--partners", default=50, show_default=True, help="Distributors, resellers, service providers.")
+    @click.option("--entitlements", default=10000, show_default=True)
+    @click.option("--seed", "random_seed", default=1, show_default=True, help="Random seed (same seed, same data).")
+    def seed_command(customers: int, partners: int, entitlements: int, random_seed: int):
+        """Generate a deterministic synthetic data set of the given size."""
+        from portal.seed import seed
+
+        started = time.monotonic()
+        counts = seed(customers=customers, partners=partners, entitlements=entitlements, random_seed=random_seed)
+        elapsed = time.monotonic() - started
+        click.echo(", ".join(f"{n} {k}" for k, n in counts.items()) + f" in {elapsed:.1f}s")
+
+    @portal_group.command("export")
+    @click.argument("what", type=click.Choice(["entitlements"]))
+    @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-")
+    def export_command(what: str, output):
+        """Write a CSV export (spec section 7) to a file or standard output."""
+        from portal.exchange import export_entitlements_csv
+        from portal.policy import system_actor
+
+        rows = export_entitlements_csv(system_actor(_producer()), output)
+        click.echo(f"{rows} entitlements exported", err=True)
+
+    @portal_group.command("worker")
+    @click.option("--once", is_flag=True, help="Deliver what is due, then stop.")
+    @click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
+    def worker_command(once: bool, interval: float):
+        """Deliver queued mail from the outbox over SMTP, with retries and backoff."""
+        from portal.services.outbox import run_worker
+
+        run_worker(once=once, interval=interval, echo=lambda m: click.echo(m, err=True))
+
+    @portal_group.command("invite")
+    @click.argument("email")
+    @click.argument("org_name")
+    @click.argument("role")
+    def invite_command(email: str, org_name: str, role: str):
+        """Invite EMAIL into the organization named ORG_NAME with ROLE (the link goes out by mail)."""
+        from portal.policy import system_actor
+        from portal.services.accounts import invite_user
+        from portal.services.errors import ServiceError
+
+        org = db.session.scalar(select(Organization).where(Organization.name == org_name))
+        if org is None:
+            raise click.ClickException(f"No organization named {org_name!r}.")
+        try:
+            _, token = invite_user(system_actor(_producer()), org, email, role)
+        except ServiceError as error:
+            raise click.ClickException(error.message) from None
+        db.session.commit()
+        click.echo(f"Invitation queued for {email}: {app.config['BASE_URL'].rstrip('/')}/invitations/{token}")
+

@@ -1,0 +1,42 @@
+"""Configuration defaults. Secrets never have a default here (see ``create_app``)."""
+
+from datetime import timedelta
+
+
+class Defaults:
+    # Database: an SQLite file in the instance folder unless PORTAL_DATABASE_URL is set.
+    DATABASE_URL: str | None = None
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+
+    BASE_URL = "http://127.0.0.1:5000"
+    LOCAL_LOGIN_ENABLED = False
+    OIDC_PROVIDERS: dict = {}
+
+    # Sessions: the signed cookie holds the user id and its session version.
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    SESSION_IDLE_TIMEOUT = timedelta(hours=2)
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+
+    # Mail goes through the outbox; the worker delivers it over SMTP.
+    SMTP_HOST = "127.0.0.1"
+    SMTP_PORT = 25
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: str | None = None
+    SMTP_STARTTLS = False
+    SMTP_TIMEOUT = 10
+    MAIL_FROM = "Entitlement Portal <portal@localhost>"
+    OUTBOX_MAX_ATTEMPTS = 8
+    OUTBOX_BACKOFF_SECONDS = 30
+
+    # Abuse limits (Flask-Limiter); memory storage unless a Redis URL is configured.
+    RATELIMIT_STORAGE_URI = "memory://"
+    LOGIN_FAILURE_LIMIT = "10 per minute"
+
+    # License certificates are signed with this Ed25519 key (made on first use).
+    SIGNING_KEY_FILE = "signing-key.pem"
+    LICENSE_VALIDITY_DAYS = 365
+
+    RELEASE_FILES_DIR = "files"
+    PAGE_SIZE = 25

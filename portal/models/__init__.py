@@ -1,0 +1,34 @@
+"""All models, one module per aggregate."""
+
+from portal.models.activations import Activation, UsageRecord
+from portal.models.audit import AuditEvent
+from portal.models.base import utcnow
+from portal.models.catalog import Product, Release, ReleaseFile
+from portal.models.entitlements import Attachment, Entitlement, EntitlementLine, SalesChainLink
+from portal.models.notifications import Notification, NotificationMessage, OutboxEmail
+from portal.models.orgs import ChannelRelationship, Identity, Invitation, Membership, Organization, User
+from portal.models.requests import PortalRequest
+
+__all__ = [
+    "Activation",
+    "Attachment",
+    "AuditEvent",
+    "ChannelRelationship",
+    "Entitlement",
+    "EntitlementLine",
+    "Identity",
+    "Invitation",
+    "Membership",
+    "Notification",
+    "NotificationMessage",
+    "Organization",
+    "OutboxEmail",
+    "PortalRequest",
+    "Product",
+    "Release",
+    "ReleaseFile",
+    "SalesChainLink",
+    "UsageRecord",
+    "User",
+    "utcnow",
+]

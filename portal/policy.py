@@ -1,0 +1,448 @@
+"""THE access policy: who may see and do what. Nothing else decides access.
+
+Spec section 4 in code:
+- producer admin/staff see everything and run the channel;
+- a customer user sees the entitlements owned by its organization and every descendant
+  (admins act on them fully, members activate/return/rehost and download);
+- a partner sees the entitlements it owns (stock) and those with an active attachment
+  of its organization, acts within each attachment's permissions, and sees only its
+  own attachment on an entitlement.
+
+Lists come from query scopes (``visible_entitlements``...) that the database answers
+with indexes; single objects come from loaders that answer 404 for anything the actor
+may not see; actions are then checked with ``can``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from flask import abort
+from sqlalchemy import Select, false, or_, select, true, union
+
+from portal.extensions import db
+from portal.models import (
+    Activation,
+    Attachment,
+    AuditEvent,
+    Entitlement,
+    EntitlementLine,
+    Membership,
+    Organization,
+    PortalRequest,
+    User,
+)
+from portal.models.orgs import PARTNER_KINDS
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a user in its active organization (``user`` is None for the system).
+
+    ``request_id`` and ``client_addr`` travel with the actor so that services can audit
+    without touching the Flask request.
+    """
+
+    user: User | None
+    org: Organization
+    role: str
+    request_id: str | None = None
+    client_addr: str | None = None
+    # For a partner: the customer it is currently working for (scopes every page).
+    customer_id: int | None = field(default=None)
+
+    @property
+    def kind(self) -> str:
+        return self.org.kind
+
+    @property
+    def is_producer(self) -> bool:
+        return self.org.kind == "producer"
+
+    @property
+    def is_customer(self) -> bool:
+        return self.org.kind == "customer"
+
+    @property
+    def is_partner(self) -> bool:
+        return self.org.kind in PARTNER_KINDS
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def area(self) -> str:
+        """The portal this actor works in: producer, customer or partner."""
+        return "partner" if self.is_partner else self.org.kind
+
+    def for_customer(self, customer_id: int | None) -> Actor:
+        return replace(self, customer_id=customer_id)
+
+
+def system_actor(producer: Organization, **context: Any) -> Actor:
+    """The producer acting through the CLI or a background job."""
+    return Actor(user=None, org=producer, role="admin", **context)
+
+
+def actor_for(user: User, org: Organization, **context: Any) -> Actor | None:
+    """The actor for a user in one of its organizations, or None without a membership."""
+    membership = db.session.scalar(
+        select(Membership).where(Membership.user_id == user.id, Membership.org_id == org.id)
+    )
+    if membership is None or not user.active or org.status != "active":
+        return None
+    return Actor(user=user, org=org, role=membership.role, **context)
+
+
+# --- query scopes -------------------------------------------------------------------------
+
+
+def subtree_org_ids(org: Organization) -> Select:
+    """Ids of an organization and all its descendants (one indexed prefix match)."""
+    return select(Organization.id).where(Organization.path.startswith(org.path, autoescape=True))
+
+
+def partner_entitlement_ids(partner_id: int) -> Select:
+    """Entitlements a partner sees: those it holds in stock, and those it is attached to."""
+    attached = select(Attachment.entitlement_id).where(
+        Attachment.partner_id == partner_id, Attachment.active.is_(True), Attachment.can_view.is_(True)
+    )
+    stock = select(Entitlement.id).where(Entitlement.owner_id == partner_id)
+    return union(attached, stock)
+
+
+def entitlement_scope(actor: Actor):
+    """The WHERE clause that limits entitlements to what ``actor`` may see."""
+    if actor.is_producer:
+        return true()
+    if actor.is_customer:
+        return Entitlement.owner_id.in_(subtree_org_ids(actor.org))
+    if actor.is_partner:
+        clause = Entitlement.id.in_(partner_entitlement_ids(actor.org.id))
+        if actor.customer_id is not None:
+            clause = clause & (Entitlement.owner_id == actor.customer_id)
+        return clause
+    return false()
+
+
+def visible_entitlements(actor: Actor) -> Select:
+    """``select(Entitlement)`` limited to what the actor may see; paginate it in SQL."""
+    return select(Entitlement).where(entitlement_scope(actor))
+
+
+def customers_served_by(actor: Actor) -> Select:
+    """Customer organizations that own entitlements a partner sees, by name."""
+    owners = select(Entitlement.owner_id).where(Entitlement.id.in_(partner_entitlement_ids(actor.org.id)))
+    return (
+        select(Organization)
+        .where(Organization.kind == "customer", Organization.id.in_(owners))
+        .order_by(Organization.name, Organization.id)
+    )
+
+
+def visible_organizations(actor: Actor) -> Select:
+    """Organizations whose name and contact data the actor may see."""
+    if actor.is_producer:
+        return select(Organization)
+    if actor.is_customer:
+        in_scope = Entitlement.owner_id.in_(subtree_org_ids(actor.org))
+        attached_partners = (
+            select(Attachment.partner_id)
+            .join(Entitlement, Entitlement.id == Attachment.entitlement_id)
+            .where(in_scope, Attachment.active.is_(True))
+        )
+        return select(Organization).where(
+            or_(
+                Organization.id.in_(subtree_org_ids(actor.org)),
+                Organization.id.in_(attached_partners),
+                Organization.kind == "producer",
+            )
+        )
+    if actor.is_partner:
+        owners = select(Entitlement.owner_id).where(Entitlement.id.in_(partner_entitlement_ids(actor.org.id)))
+        return select(Organization).where(
+            or_(
+                Organization.id == actor.org.id,
+                Organization.id.in_(owners),
+                Organization.kind == "producer",
+            )
+        )
+    return select(Organization).where(false())
+
+
+def visible_attachments(actor: Actor, entitlement: Entitlement) -> Select:
+    """Attachments of one entitlement the actor may see: a partner only its own."""
+    query = select(Attachment).where(Attachment.entitlement_id == entitlement.id)
+    if actor.is_partner:
+        query = query.where(Attachment.partner_id == actor.org.id)
+    return query.order_by(Attachment.granted_at, Attachment.id)
+
+
+def visible_audit_events(actor: Actor) -> Select:
+    """Producer: all; customer admin: events on its subtree's objects; partner admin: its acts."""
+    query = select(AuditEvent)
+    if actor.is_producer:
+        return query
+    if actor.is_customer and actor.is_admin:
+        return query.where(AuditEvent.subject_org_id.in_(subtree_org_ids(actor.org)))
+    if actor.is_partner and actor.is_admin:
+        return query.where(AuditEvent.org_id == actor.org.id)
+    return query.where(false())
+
+
+def decidable_requests(actor: Actor) -> Select:
+    """Pending requests this actor may decide."""
+    query = select(PortalRequest).where(PortalRequest.state == "pending")
+    if actor.is_producer:
+        return query
+    if actor.is_customer and actor.is_admin:
+        return query.where(
+            PortalRequest.kind.in_(("join_org", "partner_access")),
+            PortalRequest.target_org_id.in_(subtree_org_ids(actor.org)),
+        )
+    if actor.is_partner and actor.is_admin:
+        return query.where(PortalRequest.kind == "join_org", PortalRequest.target_org_id == actor.org.id)
+    return query.where(false())
+
+
+# --- single-object checks -----------------------------------------------------------------
+
+
+def _in_subtree(org: Organization, root: Organization) -> bool:
+    return org.path.startswith(root.path)
+
+
+def own_attachment(actor: Actor, entitlement: Entitlement) -> Attachment | None:
+    """The actor's own active attachment on an entitlement, if it is a partner."""
+    if not actor.is_partner:
+        return None
+    return db.session.scalar(
+        select(Attachment).where(
+            Attachment.entitlement_id == entitlement.id,
+            Attachment.partner_id == actor.org.id,
+            Attachment.active.is_(True),
+        )
+    )
+
+
+def sees_entitlement(actor: Actor, entitlement: Entitlement) -> bool:
+    if actor.is_producer:
+        return True
+    if actor.is_customer:
+        return _in_subtree(entitlement.owner, actor.org)
+    if actor.is_partner:
+        if actor.customer_id is not None and entitlement.owner_id != actor.customer_id:
+            return False
+        if entitlement.owner_id == actor.org.id:
+            return True
+        attachment = own_attachment(actor, entitlement)
+        return attachment is not None and attachment.can_view
+    return False
+
+
+def _can_entitlement(actor: Actor, action: str, entitlement: Entitlement) -> bool:
+    if not sees_entitlement(actor, entitlement):
+        return False
+    in_stock = entitlement.owner.kind != "customer"
+    usable = entitlement.status == "active" and not in_stock
+    if action == "view":
+        return True
+    if actor.is_producer:
+        if action in ("activate", "record_usage"):
+            return usable
+        return action in ("download", "edit", "attach", "revoke", "assign", "suspend")
+    if actor.is_customer:
+        if action == "download":
+            return entitlement.status == "active"
+        if action in ("activate", "record_usage"):
+            return usable
+        if action in ("attach", "revoke", "request_transfer"):
+            return actor.is_admin
+        return False
+    if actor.is_partner:
+        if action == "assign":
+            return in_stock and entitlement.owner_id == actor.org.id and entitlement.status == "active"
+        attachment = own_attachment(actor, entitlement)
+        if attachment is None:
+            # Stock: the holder may look at and download what it is about to assign.
+            return action == "download" and entitlement.owner_id == actor.org.id
+        if action == "download":
+            return attachment.can_download and entitlement.status == "active"
+        if action in ("activate", "record_usage"):
+            return attachment.can_activate and usable
+    return False
+
+
+def _can_organization(actor: Actor, action: str, org: Organization) -> bool:
+    if action == "view":
+        return db.session.scalar(
+            select(Organization.id).where(
+                Organization.id == org.id, Organization.id.in_(visible_organizations(actor).with_only_columns(
+                    Organization.id))
+            )
+        ) is not None
+    if actor.is_producer:
+        if action in ("edit", "create_child", "move", "delete", "manage_channel", "invite", "manage_users"):
+            return True
+        return False
+    if not actor.is_admin:
+        return False
+    if actor.is_customer and org.kind == "customer" and _in_subtree(org, actor.org):
+        if action in ("edit", "create_child", "invite", "manage_users"):
+            return True
+        # The actor's own top organization is anchored above: only its descendants move.
+        if action in ("move", "delete"):
+            return org.id != actor.org.id
+    if actor.is_partner and org.id == actor.org.id:
+        return action in ("edit", "invite", "manage_users")
+    return False
+
+
+def _can_attachment(actor: Actor, action: str, attachment: Attachment) -> bool:
+    entitlement = attachment.entitlement
+    if actor.is_partner:
+        return action == "view" and attachment.partner_id == actor.org.id and sees_entitlement(actor, entitlement)
+    if action == "view":
+        return sees_entitlement(actor, entitlement)
+    if action == "revoke":
+        return attachment.active and _can_entitlement(actor, "revoke", entitlement)
+    return False
+
+
+def _can_request(actor: Actor, action: str, req: PortalRequest) -> bool:
+    is_requester = actor.user is not None and req.requester_user_id == actor.user.id
+    may_decide = db.session.scalar(
+        decidable_requests(actor).where(PortalRequest.id == req.id).with_only_columns(PortalRequest.id)
+    ) is not None
+    if action == "view":
+        return is_requester or may_decide or (actor.is_producer)
+    if action == "withdraw":
+        return is_requester and req.state == "pending"
+    if action == "decide":
+        return may_decide
+    return False
+
+
+# Actions on the portal as a whole (no object).
+_AREA_ACTIONS = {
+    "producer": {"manage_catalog", "create_entitlement", "moderate", "send_notification",
+                 "view_reports", "view_audit", "manage_channel", "manage_organizations", "import"},
+    "customer_admin": {"manage_users", "view_audit", "attach_partners", "request_transfer"},
+    "customer_member": set(),
+    "partner_admin": {"manage_users", "view_audit", "view_reports", "request_access"},
+    "partner_member": {"request_access"},
+}
+
+
+def can(actor: Actor | None, action: str, obj: Any = None) -> bool:
+    """May ``actor`` do ``action`` on ``obj``? The one question every view and template asks."""
+    if actor is None:
+        return False
+    if obj is None:
+        key = "producer" if actor.is_producer else f"{actor.area}_{'admin' if actor.is_admin else 'member'}"
+        return action in _AREA_ACTIONS.get(key, set())
+    if isinstance(obj, Entitlement):
+        return _can_entitlement(actor, action, obj)
+    if isinstance(obj, EntitlementLine):
+        return _can_entitlement(actor, action, obj.entitlement)
+    if isinstance(obj, Activation):
+        if action in ("return", "rehost", "download"):
+            return obj.active and _can_entitlement(actor, "activate" if action != "download" else "view",
+                                                   obj.line.entitlement)
+        return _can_entitlement(actor, action, obj.line.entitlement)
+    if isinstance(obj, Organization):
+        return _can_organization(actor, action, obj)
+    if isinstance(obj, Attachment):
+        return _can_attachment(actor, action, obj)
+    if isinstance(obj, PortalRequest):
+        return _can_request(actor, action, obj)
+    return False
+
+
+# --- loaders: 404 for anything not visible ------------------------------------------------
+
+
+def load_entitlement(actor: Actor, code: str) -> Entitlement:
+    entitlement = db.session.scalar(visible_entitlements(actor).where(Entitlement.code == code))
+    if entitlement is None:
+        abort(404)
+    return entitlement
+
+
+def load_line(actor: Actor, line_id: int) -> EntitlementLine:
+    line = db.session.scalar(
+        select(EntitlementLine)
+        .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
+        .where(EntitlementLine.id == line_id, entitlement_scope(actor))
+    )
+    if line is None:
+        abort(404)
+    return line
+
+
+def load_activation(actor: Actor, activation_id: int) -> Activation:
+    activation = db.session.scalar(
+        select(Activation)
+        .join(EntitlementLine, EntitlementLine.id == Activation.line_id)
+        .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
+        .where(Activation.id == activation_id, entitlement_scope(actor))
+    )
+    if activation is None:
+        abort(404)
+    return activation
+
+
+def load_organization(actor: Actor, org_id: int) -> Organization:
+    org = db.session.scalar(visible_organizations(actor).where(Organization.id == org_id))
+    if org is None:
+        abort(404)
+    return org
+
+
+def load_attachment(actor: Actor, attachment_id: int) -> Attachment:
+    attachment = db.session.get(Attachment, attachment_id)
+    if attachment is None or not can(actor, "view", attachment):
+        abort(404)
+    return attachment
+
+
+def load_request(actor: Actor, request_id: int) -> PortalRequest:
+    req = db.session.get(PortalRequest, request_id)
+    if req is None or not can(actor, "view", req):
+        abort(404)
+    return req
+
+
+def hierarchy_path(org: Organization) -> str:
+    """'Contoso Group > Contoso Germany > Contoso Munich Plant' (one query for the ancestors)."""
+    ids = org.ancestor_ids
+    if len(ids) <= 1:
+        return org.name
+    names = dict(db.session.execute(select(Organization.id, Organization.name).where(Organization.id.in_(ids))).all())
+    return " > ".join(names.get(i, "?") for i in ids)
+
+
+__all__ = [
+    "Actor",
+    "actor_for",
+    "can",
+    "customers_served_by",
+    "decidable_requests",
+    "entitlement_scope",
+    "hierarchy_path",
+    "load_activation",
+    "load_attachment",
+    "load_entitlement",
+    "load_line",
+    "load_organization",
+    "load_request",
+    "own_attachment",
+    "sees_entitlement",
+    "system_actor",
+    "visible_attachments",
+    "visible_audit_events",
+    "visible_entitlements",
+    "visible_organizations",
+]

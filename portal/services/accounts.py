@@ -1,0 +1,142 @@
+"""Users, local passwords and invitations."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from portal.extensions import db
+from portal.models import Invitation, Membership, Organization, User, utcnow
+from portal.models.orgs import ROLES_BY_KIND
+from portal.policy import Actor, can
+from portal.services.audit import record
+from portal.services.errors import Conflict, NotAllowed, ServiceError
+from portal.services.mail import queue_email
+
+INVITATION_LIFETIME = timedelta(days=7)
+# Compared against when the email is unknown, so a miss costs as much time as a hit.
+_DUMMY_HASH = generate_password_hash("not-a-password", method="scrypt")
+
+
+def normalize_email(email: str, *, check_deliverability: bool = False) -> str:
+    try:
+        return validate_email((email or "").strip(), check_deliverability=check_deliverability).normalized.lower()
+    except EmailNotValidError as error:
+        raise ServiceError(f"Enter a valid email address ({error}).", field="email") from None
+
+
+def find_user_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+def create_user(email: str, display_name: str, *, password: str | None = None) -> User:
+    """A new user account (no membership yet); the email is unique, case-insensitively."""
+    email = normalize_email(email)
+    if find_user_by_email(email) is not None:
+        raise Conflict("A user with this email exists already.", field="email")
+    user = User(email=email, display_name=(display_name or "").strip() or email.split("@")[0])
+    if password is not None:
+        set_password(user, password)
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def set_password(user: User, password: str) -> None:
+    if len(password or "") < 10:
+        raise ServiceError("Use at least 10 characters.", field="password")
+    user.password_hash = generate_password_hash(password, method="scrypt")
+
+
+def authenticate_local(email: str, password: str) -> User | None:
+    """The user for this email and password, or None; the same work is done either way."""
+    user = find_user_by_email(email or "")
+    if user is None or not user.password_hash:
+        check_password_hash(_DUMMY_HASH, password or "")
+        return None
+    if not check_password_hash(user.password_hash, password or ""):
+        return None
+    return user if user.active else None
+
+
+def set_user_active(actor: Actor, user: User, active: bool) -> User:
+    """Disable or re-enable a user; disabling ends every open session at its next request."""
+    if not actor.is_producer:
+        orgs = [m.org for m in user.memberships]
+        if not orgs or not all(can(actor, "manage_users", org) for org in orgs):
+            raise NotAllowed("You may not change this user.")
+    user.active = active
+    user.session_version += 1
+    record(actor, "user.enable" if active else "user.disable", user, details={"email": user.email})
+    return user
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def invite_user(actor: Actor, org: Organization, email: str, role: str) -> tuple[Invitation, str]:
+    """Invite someone into an organization; the link (single use, 7 days) goes out by mail.
+
+    Returns the invitation and the raw token (only its hash is stored).
+    """
+    if not can(actor, "invite", org):
+        raise NotAllowed("You may not invite users to this organization.")
+    email = normalize_email(email)
+    if role not in ROLES_BY_KIND[org.kind]:
+        raise ServiceError(f"Choose one of: {', '.join(ROLES_BY_KIND[org.kind])}.", field="role")
+    token = secrets.token_urlsafe(32)
+    invitation = Invitation(
+        token_hash=_hash_token(token), email=email, org=org, role=role,
+        invited_by_id=actor.user.id if actor.user else None,
+        created_at=utcnow(), expires_at=utcnow() + INVITATION_LIFETIME,
+    )
+    db.session.add(invitation)
+    db.session.flush()
+    link = f"{current_app.config['BASE_URL'].rstrip('/')}/invitations/{token}"
+    queue_email(
+        to=email,
+        subject=f"You are invited to {org.name} on the Entitlement Portal",
+        body=(
+            f"{actor.user.display_name if actor.user else 'The portal team'} invited you to join "
+            f"{org.name} as {role}.\n\nAccept within 7 days (the link works once):\n{link}\n"
+        ),
+        category="invitation",
+    )
+    record(actor, "invitation.create", invitation, subject_org=org, acting_for_owner=False,
+           details={"email": email, "role": role})
+    return invitation, token
+
+
+def find_invitation(token: str) -> Invitation | None:
+    """A usable invitation for this token: not used, not expired."""
+    invitation = db.session.scalar(select(Invitation).where(Invitation.token_hash == _hash_token(token or "")))
+    if invitation is None or invitation.used_at is not None or invitation.expires_at <= utcnow():
+        return None
+    return invitation
+
+
+def accept_invitation(token: str, user: User) -> Membership:
+    """Use an invitation once: the user joins the organization with the invited role."""
+    invitation = find_invitation(token)
+    if invitation is None:
+        raise ServiceError("This invitation link is not valid any more.")
+    invitation.used_at = utcnow()
+    invitation.used_by_id = user.id
+    membership = db.session.scalar(
+        select(Membership).where(Membership.user_id == user.id, Membership.org_id == invitation.org_id)
+    )
+    if membership is None:
+        membership = Membership(user=user, org_id=invitation.org_id, role=invitation.role)
+        db.session.add(membership)
+    db.session.flush()
+    actor = Actor(user=user, org=invitation.org, role=invitation.role)
+    record(actor, "invitation.accept", invitation, subject_org=invitation.org, acting_for_owner=False,
+           details={"email": user.email, "role": invitation.role})
+    return membership

@@ -1,0 +1,276 @@
+"""Entering entitlements, assigning stock, attaching and revoking partners."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.models import (
+    Attachment,
+    ChannelRelationship,
+    Entitlement,
+    EntitlementLine,
+    Organization,
+    Product,
+    SalesChainLink,
+    utcnow,
+)
+from portal.models.entitlements import LICENSE_MODELS, RELATIONS
+from portal.models.orgs import PARTNER_KINDS
+from portal.policy import Actor, can
+from portal.services.audit import record
+from portal.services.codes import activation_code, entitlement_code
+from portal.services.errors import NotAllowed, ServiceError
+
+# What the sales chain grants automatically (spec section 4).
+SELLER_PERMISSIONS = ("view", "download", "activate")
+DISTRIBUTOR_PERMISSIONS = ("view",)
+
+
+@dataclass
+class LineSpec:
+    """One line of an order, as entered or imported."""
+
+    product: Product
+    license_model: str
+    quantity: int
+    start_date: date | None = None
+    end_date: date | None = None
+    maintenance_end: date | None = None
+    usage_period: str | None = None
+
+
+def validate_chain(chain: Sequence[Organization]) -> None:
+    """A sales chain runs producer -> chain[0] -> ... -> seller along existing edges."""
+    if not chain:
+        return
+    for partner in chain:
+        if partner.kind not in PARTNER_KINDS:
+            raise ServiceError(f"{partner.name} is not a partner.", field="sales_chain")
+        if partner.status != "active":
+            raise ServiceError(f"{partner.name} is not an active partner.", field="sales_chain")
+    if len({p.id for p in chain}) != len(chain):
+        raise ServiceError("A partner appears twice in the sales chain.", field="sales_chain")
+    producer_id = db.session.scalar(select(Organization.id).where(Organization.kind == "producer"))
+    pairs = [(producer_id, chain[0].id)] + [(a.id, b.id) for a, b in zip(chain, chain[1:], strict=False)]
+    edges = set(
+        db.session.execute(
+            select(ChannelRelationship.supplier_id, ChannelRelationship.buyer_id).where(
+                ChannelRelationship.buyer_id.in_([b for _, b in pairs])
+            )
+        ).all()
+    )
+    names = {p.id: p.name for p in chain}
+    for supplier_id, buyer_id in pairs:
+        if (supplier_id, buyer_id) not in edges:
+            supplier = names.get(supplier_id, "the producer")
+            raise ServiceError(
+                f"{names[buyer_id]} is not supplied by {supplier}; the chain must follow the channel.",
+                field="sales_chain",
+            )
+
+
+def _validate_line(spec: LineSpec, index: int) -> None:
+    field = f"lines-{index}"
+    if spec.license_model not in LICENSE_MODELS:
+        raise ServiceError("Choose perpetual, subscription or usage.", field=f"{field}-license_model")
+    if not isinstance(spec.quantity, int) or spec.quantity <= 0:
+        raise ServiceError("The quantity must be a whole number above zero.", field=f"{field}-quantity")
+    if spec.license_model == "subscription" and (spec.start_date is None or spec.end_date is None):
+        raise ServiceError("A subscription needs a start and an end date.", field=f"{field}-end_date")
+    if spec.start_date and spec.end_date and spec.end_date < spec.start_date:
+        raise ServiceError("The end date comes before the start date.", field=f"{field}-end_date")
+    if spec.license_model == "usage" and spec.usage_period not in ("month", "year"):
+        raise ServiceError("A usage line needs a period: month or year.", field=f"{field}-usage_period")
+
+
+def create_entitlement(
+    actor: Actor,
+    *,
+    owner: Organization,
+    lines: Sequence[LineSpec],
+    sales_chain: Sequence[Organization] = (),
+    fulfilment: str = "drop_ship",
+    order_ref: str | None = None,
+    purchase_date: date | None = None,
+    notes: str | None = None,
+    code: str | None = None,
+) -> Entitlement:
+    """Producer staff enter an order: drop-ship to a customer or into a stocking partner's stock.
+
+    The chain must follow channel edges; the seller gets a ``sold`` attachment (view,
+    download, activate) and each upstream tier a ``distributed`` one (view).
+    """
+    if not can(actor, "create_entitlement"):
+        raise NotAllowed("Only producer staff enter entitlements.")
+    if fulfilment == "drop_ship":
+        if owner.kind != "customer":
+            raise ServiceError("A drop-ship entitlement is owned by a customer.", field="owner")
+    elif fulfilment == "stocking":
+        if not sales_chain or owner.id != sales_chain[-1].id:
+            raise ServiceError("Stock is held by the seller, the last partner of the chain.", field="owner")
+        if not owner.stocking:
+            raise ServiceError(f"{owner.name} is not a stocking partner.", field="owner")
+    else:
+        raise ServiceError("Choose drop-ship or stocking.", field="fulfilment")
+    if owner.status != "active":
+        raise ServiceError(f"{owner.name} is not active.", field="owner")
+    if not lines:
+        raise ServiceError("An entitlement needs at least one line.", field="lines")
+    for index, spec in enumerate(lines):
+        _validate_line(spec, index)
+    validate_chain(sales_chain)
+
+    entitlement = Entitlement(
+        code=code or entitlement_code(),
+        owner=owner,
+        fulfilment=fulfilment,
+        order_ref=(order_ref or "").strip() or None,
+        purchase_date=purchase_date or utcnow().date(),
+        notes=notes,
+    )
+    db.session.add(entitlement)
+    for spec in lines:
+        entitlement.lines.append(
+            EntitlementLine(
+                product=spec.product,
+                license_model=spec.license_model,
+                quantity=spec.quantity,
+                start_date=spec.start_date,
+                end_date=spec.end_date,
+                maintenance_end=spec.maintenance_end,
+                usage_period=spec.usage_period if spec.license_model == "usage" else None,
+                activation_code=activation_code(),
+            )
+        )
+    for position, partner in enumerate(sales_chain):
+        entitlement.chain.append(SalesChainLink(position=position, partner=partner))
+        is_seller = position == len(sales_chain) - 1
+        permissions = SELLER_PERMISSIONS if is_seller else DISTRIBUTOR_PERMISSIONS
+        entitlement.attachments.append(
+            _new_attachment(actor, partner, "sold" if is_seller else "distributed", permissions)
+        )
+    db.session.flush()
+    record(actor, "entitlement.create", entitlement, subject_org=owner, acting_for_owner=False, details={
+        "code": entitlement.code,
+        "owner": owner.name,
+        "fulfilment": fulfilment,
+        "sales_chain": [p.name for p in sales_chain],
+        "lines": [{"sku": s.product.sku, "model": s.license_model, "quantity": s.quantity} for s in lines],
+    })
+    return entitlement
+
+
+def _new_attachment(actor: Actor, partner: Organization, relation: str, permissions: Iterable[str]) -> Attachment:
+    permissions = set(permissions) | {"view"}
+    return Attachment(
+        partner=partner,
+        relation=relation,
+        can_view=True,
+        can_download="download" in permissions,
+        can_activate="activate" in permissions,
+        active=True,
+        granted_by_id=actor.user.id if actor.user else None,
+        granted_at=utcnow(),
+    )
+
+
+def assign_stock(actor: Actor, entitlement: Entitlement, customer: Organization) -> Entitlement:
+    """A stocking partner hands an entitlement to a customer: ownership moves, the chain stays."""
+    if not can(actor, "assign", entitlement):
+        raise NotAllowed("You may not assign this entitlement.")
+    if customer.kind != "customer" or customer.status != "active":
+        raise ServiceError("Choose an active customer organization.", field="customer")
+    previous = entitlement.owner
+    entitlement.owner = customer
+    db.session.flush()
+    record(actor, "entitlement.assign", entitlement, subject_org=customer,
+           details={"code": entitlement.code, "from": previous.name, "to": customer.name})
+    return entitlement
+
+
+def attach_partner(
+    actor: Actor,
+    entitlements: Sequence[Entitlement],
+    partner: Organization,
+    *,
+    relation: str = "services",
+    permissions: Iterable[str] = ("view",),
+) -> list[Attachment]:
+    """Attach one partner to one or many entitlements with chosen permissions (all or none).
+
+    An existing live attachment of that partner is updated to the new relation and permissions.
+    """
+    permissions = set(permissions)
+    if relation not in RELATIONS:
+        raise ServiceError("Choose sold, distributed or services.", field="relation")
+    if not permissions <= {"view", "download", "activate"}:
+        raise ServiceError("Permissions are view, download and activate.", field="permissions")
+    if partner.kind not in PARTNER_KINDS or partner.status != "active":
+        raise ServiceError("Choose an active partner.", field="partner")
+    if not entitlements:
+        raise ServiceError("Choose at least one entitlement.", field="entitlements")
+    for entitlement in entitlements:
+        if not can(actor, "attach", entitlement):
+            raise NotAllowed(f"You may not attach partners to {entitlement.code}.")
+    existing = {
+        a.entitlement_id: a
+        for a in db.session.scalars(
+            select(Attachment).where(
+                Attachment.partner_id == partner.id,
+                Attachment.active.is_(True),
+                Attachment.entitlement_id.in_([e.id for e in entitlements]),
+            )
+        )
+    }
+    result = []
+    for entitlement in entitlements:
+        attachment = existing.get(entitlement.id)
+        if attachment is None:
+            attachment = _new_attachment(actor, partner, relation, permissions)
+            entitlement.attachments.append(attachment)
+            action = "attachment.grant"
+        else:
+            attachment.relation = relation
+            attachment.can_download = "download" in permissions
+            attachment.can_activate = "activate" in permissions
+            action = "attachment.update"
+        db.session.flush()
+        record(actor, action, attachment, subject_org=entitlement.owner, details={
+            "code": entitlement.code, "partner": partner.name, "relation": relation,
+            "permissions": attachment.permissions,
+        })
+        result.append(attachment)
+    return result
+
+
+def revoke_attachment(actor: Actor, attachment: Attachment) -> Attachment:
+    """Revoke any attachment, the seller's included: access ends at once, the chain stays."""
+    if not can(actor, "revoke", attachment):
+        raise NotAllowed("You may not revoke this attachment.")
+    attachment.active = False
+    attachment.revoked_at = utcnow()
+    attachment.revoked_by_id = actor.user.id if actor.user else None
+    db.session.flush()
+    entitlement = attachment.entitlement
+    record(actor, "attachment.revoke", attachment, subject_org=entitlement.owner, details={
+        "code": entitlement.code, "partner": attachment.partner.name, "relation": attachment.relation,
+    })
+    return attachment
+
+
+def set_entitlement_status(actor: Actor, entitlement: Entitlement, status: str) -> Entitlement:
+    """Producer staff suspend, reactivate or mark an entitlement returned."""
+    if not can(actor, "suspend", entitlement):
+        raise NotAllowed("You may not change this entitlement's status.")
+    if status not in ("active", "suspended", "returned"):
+        raise ServiceError("Choose active, suspended or returned.", field="status")
+    previous = entitlement.status
+    entitlement.status = status
+    record(actor, "entitlement.status", entitlement, subject_org=entitlement.owner,
+           details={"code": entitlement.code, "from": previous, "to": status})
+    return entitlement

@@ -1,0 +1,210 @@
+"""Organizations, the channel, and customer hierarchies (materialized paths)."""
+
+from __future__ import annotations
+
+from sqlalchemy import String, func, literal, select, update
+
+from portal.extensions import db
+from portal.models import (
+    ChannelRelationship,
+    Entitlement,
+    Membership,
+    Organization,
+    User,
+)
+from portal.models.orgs import ORG_KINDS, PARTNER_KINDS, ROLES_BY_KIND
+from portal.policy import Actor, can
+from portal.services.audit import record
+from portal.services.errors import Conflict, NotAllowed, ServiceError
+
+CONTACT_FIELDS = ("email", "phone", "website", "address", "notification_emails")
+
+
+def _clean_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ServiceError("Enter a name.", field="name")
+    if len(name) > 200:
+        raise ServiceError("Keep the name under 200 characters.", field="name")
+    return name
+
+
+def _set_path(org: Organization) -> None:
+    db.session.flush()  # the id is part of the path
+    prefix = org.parent.path if org.parent is not None else "/"
+    org.path = f"{prefix}{org.id}/"
+
+
+def create_organization(
+    actor: Actor,
+    *,
+    kind: str,
+    name: str,
+    parent: Organization | None = None,
+    status: str = "active",
+    stocking: bool = False,
+    **contacts: str | None,
+) -> Organization:
+    """Producer staff create any organization; a customer admin creates a child in its subtree."""
+    if kind not in ORG_KINDS:
+        raise ServiceError("Choose a valid kind of organization.", field="kind")
+    if parent is not None:
+        if kind != "customer" or parent.kind != "customer":
+            raise ServiceError("Only customer organizations have a parent.", field="parent")
+        if not can(actor, "create_child", parent):
+            raise NotAllowed("You may not add organizations here.")
+    elif not can(actor, "manage_organizations"):
+        raise NotAllowed("Only producer staff create top-level organizations.")
+    if kind == "producer" and db.session.scalar(select(Organization.id).where(Organization.kind == "producer")):
+        raise Conflict("This installation has its producer already.", field="kind")
+    unknown = set(contacts) - set(CONTACT_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown contact fields: {sorted(unknown)}")
+    org = Organization(
+        kind=kind, name=_clean_name(name), parent=parent, status=status, stocking=stocking, **contacts
+    )
+    db.session.add(org)
+    _set_path(org)
+    record(actor, "organization.create", org, subject_org=org, acting_for_owner=False,
+           details={"kind": kind, "name": org.name, "parent_id": parent.id if parent else None})
+    return org
+
+
+def bootstrap_producer(name: str, **contacts: str | None) -> Organization:
+    """The installation's one producer, created before anyone can act (CLI set-up)."""
+    org = Organization(kind="producer", name=_clean_name(name), status="active", **contacts)
+    db.session.add(org)
+    db.session.flush()
+    org.path = f"/{org.id}/"
+    return org
+
+
+def update_organization(actor: Actor, org: Organization, *, name: str | None = None,
+                        **contacts: str | None) -> Organization:
+    """Rename an organization or change its contact data."""
+    if not can(actor, "edit", org):
+        raise NotAllowed("You may not edit this organization.")
+    changes = {}
+    if name is not None and name.strip() != org.name:
+        changes["name"] = [org.name, _clean_name(name)]
+        org.name = _clean_name(name)
+    for key, value in contacts.items():
+        if key not in CONTACT_FIELDS:
+            raise TypeError(f"unknown contact field {key}")
+        if getattr(org, key) != value:
+            changes[key] = [getattr(org, key), value]
+            setattr(org, key, value)
+    if changes:
+        record(actor, "organization.update", org, subject_org=org, acting_for_owner=False, details=changes)
+    return org
+
+
+def move_organization(actor: Actor, org: Organization, new_parent: Organization | None) -> Organization:
+    """Re-parent a customer organization; the paths of its whole subtree follow, no cycles."""
+    if org.kind != "customer":
+        raise ServiceError("Only customer organizations form a hierarchy.", field="parent")
+    if not can(actor, "move", org):
+        raise NotAllowed("You may not move this organization.")
+    if new_parent is None:
+        if not actor.is_producer:
+            raise NotAllowed("Only producer staff make an organization top-level.")
+    else:
+        if new_parent.kind != "customer":
+            raise ServiceError("A customer organization can only sit under another customer.", field="parent")
+        if not can(actor, "create_child", new_parent):
+            raise NotAllowed("You may not move organizations there.")
+        if new_parent.path.startswith(org.path):
+            raise ServiceError("An organization cannot move under itself or its own descendants.",
+                               field="parent")
+    old_path = org.path
+    new_prefix = new_parent.path if new_parent is not None else "/"
+    new_path = f"{new_prefix}{org.id}/"
+    if new_path == old_path:
+        return org
+    old_parent_id = org.parent_id
+    org.parent = new_parent
+    db.session.flush()
+    # Rewrite every descendant's path (and the org's own) in one statement.
+    db.session.execute(
+        update(Organization)
+        .where(Organization.path.startswith(old_path, autoescape=True))
+        .values(path=literal(new_path, String) + func.substr(Organization.path, len(old_path) + 1))
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expire_all()
+    record(actor, "organization.move", org, subject_org=org, acting_for_owner=False,
+           details={"from_parent_id": old_parent_id, "to_parent_id": new_parent.id if new_parent else None})
+    return org
+
+
+def delete_organization(actor: Actor, org: Organization) -> None:
+    """Delete an empty customer organization: no children, entitlements, members or history."""
+    if not can(actor, "delete", org):
+        raise NotAllowed("You may not delete this organization.")
+    if db.session.scalar(select(func.count()).where(Organization.parent_id == org.id)):
+        raise Conflict("Move or delete its subsidiaries first.")
+    if db.session.scalar(select(func.count()).where(Entitlement.owner_id == org.id)):
+        raise Conflict("It still owns entitlements; transfer them first.")
+    if db.session.scalar(select(func.count()).where(Membership.org_id == org.id)):
+        raise Conflict("It still has members; remove them first.")
+    parent = org.parent
+    record(actor, "organization.delete", org, subject_org=parent, acting_for_owner=False,
+           details={"name": org.name, "path": org.path})
+    db.session.delete(org)
+    db.session.flush()
+
+
+def add_channel_relationship(actor: Actor, supplier: Organization, buyer: Organization) -> ChannelRelationship:
+    """A supplier -> buyer edge: producer -> partner, or partner -> partner (multi-tier)."""
+    if not can(actor, "manage_channel"):
+        raise NotAllowed("Only producer staff manage the channel.")
+    if supplier.id == buyer.id:
+        raise ServiceError("A partner cannot supply itself.", field="buyer")
+    if supplier.kind not in ("producer", *PARTNER_KINDS):
+        raise ServiceError("The supplier must be the producer or a partner.", field="supplier")
+    if buyer.kind not in PARTNER_KINDS:
+        raise ServiceError("The buyer must be a partner.", field="buyer")
+    existing = db.session.scalar(
+        select(ChannelRelationship).where(
+            ChannelRelationship.supplier_id == supplier.id, ChannelRelationship.buyer_id == buyer.id
+        )
+    )
+    if existing is not None:
+        return existing
+    edge = ChannelRelationship(supplier=supplier, buyer=buyer)
+    db.session.add(edge)
+    db.session.flush()
+    record(actor, "channel.add", edge, subject_org=buyer, acting_for_owner=False,
+           details={"supplier": supplier.name, "buyer": buyer.name})
+    return edge
+
+
+def add_member(actor: Actor, org: Organization, user: User, role: str) -> Membership:
+    """Give a user a role in an organization (admins of that organization, or the producer)."""
+    if not can(actor, "manage_users", org):
+        raise NotAllowed("You may not manage this organization's users.")
+    if role not in ROLES_BY_KIND[org.kind]:
+        raise ServiceError(f"Choose one of: {', '.join(ROLES_BY_KIND[org.kind])}.", field="role")
+    membership = db.session.scalar(
+        select(Membership).where(Membership.user_id == user.id, Membership.org_id == org.id)
+    )
+    if membership is None:
+        membership = Membership(user=user, org=org, role=role)
+        db.session.add(membership)
+    else:
+        membership.role = role
+    db.session.flush()
+    record(actor, "membership.set", membership, subject_org=org, details={"user": user.email, "role": role})
+    return membership
+
+
+def remove_member(actor: Actor, membership: Membership) -> None:
+    """End a membership; the user's open sessions end at their next request."""
+    if not can(actor, "manage_users", membership.org):
+        raise NotAllowed("You may not manage this organization's users.")
+    user = membership.user
+    user.session_version += 1
+    record(actor, "membership.remove", membership, subject_org=membership.org,
+           details={"user": user.email, "role": membership.role})
+    db.session.delete(membership)
+    db.session.flush()

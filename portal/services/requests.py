@@ -1,0 +1,197 @@
+"""Requests and their moderation: join, partner access, transfer, partner application."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.models import Entitlement, Membership, Organization, PortalRequest, User, utcnow
+from portal.models.orgs import PARTNER_KINDS
+from portal.policy import Actor, can
+from portal.services.audit import record
+from portal.services.entitlements import attach_partner
+from portal.services.errors import Conflict, NotAllowed, ServiceError
+from portal.services.mail import queue_email
+
+
+def _message(text: str | None) -> str | None:
+    text = (text or "").strip()
+    if len(text) > 2000:
+        raise ServiceError("Keep the message under 2,000 characters.", field="message")
+    return text or None
+
+
+def _pending_duplicate(**criteria) -> PortalRequest | None:
+    query = select(PortalRequest).where(PortalRequest.state == "pending")
+    for key, value in criteria.items():
+        query = query.where(getattr(PortalRequest, key) == value)
+    return db.session.scalar(query)
+
+
+def request_to_join(user: User, org: Organization | None, *, message: str | None = None,
+                    organization_name: str | None = None) -> PortalRequest:
+    """A signed-in user without a membership asks to join an organization.
+
+    An unknown organization (``org`` None, a name given) goes to producer staff.
+    """
+    if org is None and not (organization_name or "").strip():
+        raise ServiceError("Name the organization you work for.", field="organization")
+    if org is not None and _pending_duplicate(kind="join_org", requester_user_id=user.id, target_org_id=org.id):
+        raise Conflict("You asked to join this organization already; an admin will decide.")
+    req = PortalRequest(
+        kind="join_org", requester_user_id=user.id, target_org=org, message=_message(message),
+        details={"organization_name": (organization_name or "").strip()} if org is None else {},
+        created_at=utcnow(),
+    )
+    db.session.add(req)
+    db.session.flush()
+    producer = db.session.scalar(select(Organization).where(Organization.kind == "producer"))
+    actor = Actor(user=user, org=org or producer, role="requester")
+    record(actor, "request.create", req, subject_org=org, acting_for_owner=False,
+           details={"kind": "join_org", "organization": org.name if org else organization_name})
+    return req
+
+
+def request_partner_access(actor: Actor, customer: Organization, entitlement_codes: Sequence[str],
+                           *, permissions: Sequence[str] = ("view",), message: str | None = None) -> PortalRequest:
+    """A partner asks to be attached to some of a customer's entitlements."""
+    if not can(actor, "request_access"):
+        raise NotAllowed("Only partners request access.")
+    if customer.kind != "customer":
+        raise ServiceError("Choose a customer organization.", field="customer")
+    codes = sorted({c.strip().upper() for c in entitlement_codes if c.strip()})
+    if not codes:
+        raise ServiceError("Name at least one entitlement code.", field="entitlements")
+    req = PortalRequest(
+        kind="partner_access", requester_user_id=actor.user.id, requester_org_id=actor.org.id,
+        target_org=customer, message=_message(message),
+        details={"codes": codes, "permissions": sorted(set(permissions) | {"view"})}, created_at=utcnow(),
+    )
+    db.session.add(req)
+    db.session.flush()
+    # Not on behalf of the customer: the customer has granted nothing yet.
+    record(actor, "request.create", req, subject_org=customer, acting_for_owner=False,
+           details={"kind": "partner_access", "codes": codes})
+    return req
+
+
+def request_transfer(actor: Actor, entitlement: Entitlement, recipient: Organization,
+                     *, message: str | None = None) -> PortalRequest:
+    """A customer admin asks producer staff to move an entitlement outside its own tree."""
+    if not can(actor, "request_transfer", entitlement):
+        raise NotAllowed("You may not transfer this entitlement.")
+    if recipient.kind != "customer":
+        raise ServiceError("Choose a customer organization.", field="recipient")
+    if recipient.path.startswith(actor.org.path):
+        raise ServiceError("That organization is in your own tree; no transfer needed.", field="recipient")
+    if _pending_duplicate(kind="transfer", entitlement_id=entitlement.id):
+        raise Conflict("A transfer of this entitlement is pending already.")
+    req = PortalRequest(
+        kind="transfer", requester_user_id=actor.user.id, requester_org_id=actor.org.id,
+        target_org=recipient, entitlement=entitlement, message=_message(message), details={},
+        created_at=utcnow(),
+    )
+    db.session.add(req)
+    db.session.flush()
+    record(actor, "request.create", req, subject_org=entitlement.owner,
+           details={"kind": "transfer", "code": entitlement.code, "to": recipient.name})
+    return req
+
+
+def apply_as_partner(user: User, *, company: str, kind: str, email: str | None = None,
+                     website: str | None = None, message: str | None = None) -> PortalRequest:
+    """A company applies to become a partner; producer staff decide."""
+    if kind not in PARTNER_KINDS:
+        raise ServiceError("Choose distributor, reseller or service provider.", field="kind")
+    if not (company or "").strip():
+        raise ServiceError("Enter the company name.", field="company")
+    req = PortalRequest(
+        kind="partner_application", requester_user_id=user.id, message=_message(message),
+        details={"company": company.strip(), "kind": kind, "email": email, "website": website},
+        created_at=utcnow(),
+    )
+    db.session.add(req)
+    db.session.flush()
+    producer = db.session.scalar(select(Organization).where(Organization.kind == "producer"))
+    record(Actor(user=user, org=producer, role="requester"), "request.create", req, acting_for_owner=False,
+           details={"kind": "partner_application", "company": company.strip()})
+    return req
+
+
+def withdraw_request(actor: Actor, req: PortalRequest) -> PortalRequest:
+    if not can(actor, "withdraw", req):
+        raise NotAllowed("You may not withdraw this request.")
+    req.state = "withdrawn"
+    req.decided_at = utcnow()
+    record(actor, "request.withdraw", req, subject_org=req.target_org, acting_for_owner=False,
+           details={"kind": req.kind})
+    return req
+
+
+def decide_request(actor: Actor, req: PortalRequest, *, approve: bool, note: str | None = None) -> PortalRequest:
+    """Approve or reject a pending request, carry out an approval, tell the requester."""
+    if not can(actor, "decide", req):
+        raise NotAllowed("You may not decide this request.")
+    if req.state != "pending":
+        raise Conflict(f"This request is {req.state} already.")
+    if approve:
+        _carry_out(actor, req)
+    req.state = "approved" if approve else "rejected"
+    req.decided_by_id = actor.user.id if actor.user else None
+    req.decision_note = (note or "").strip() or None
+    req.decided_at = utcnow()
+    db.session.flush()
+    record(actor, f"request.{req.state}", req, subject_org=req.target_org, acting_for_owner=False,
+           details={"kind": req.kind, "note": req.decision_note})
+    queue_email(
+        to=req.requester.email,
+        subject=f"Your {req.kind.replace('_', ' ')} request was {req.state}",
+        body=f"Your request #{req.id} was {req.state}." + (f"\n\nNote: {req.decision_note}" if req.decision_note else ""),
+        category="request",
+    )
+    return req
+
+
+def _carry_out(actor: Actor, req: PortalRequest) -> None:
+    if req.kind == "join_org":
+        if req.target_org is None:
+            raise ServiceError("Choose the organization to add the user to before approving.")
+        exists = db.session.scalar(
+            select(Membership).where(Membership.user_id == req.requester_user_id,
+                                     Membership.org_id == req.target_org_id))
+        if exists is None:
+            role = "staff" if req.target_org.kind == "producer" else "member"
+            db.session.add(Membership(user_id=req.requester_user_id, org_id=req.target_org_id, role=role))
+            db.session.flush()
+    elif req.kind == "partner_access":
+        codes = req.details.get("codes", [])
+        entitlements = list(db.session.scalars(
+            select(Entitlement).where(Entitlement.code.in_(codes),
+                                      Entitlement.owner_id.in_(select(Organization.id).where(
+                                          Organization.path.startswith(req.target_org.path, autoescape=True))))
+        ))
+        if not entitlements:
+            raise ServiceError("None of the requested entitlements belongs to this customer.")
+        attach_partner(actor, entitlements, req.requester_org, relation="services",
+                       permissions=req.details.get("permissions", ["view"]))
+    elif req.kind == "transfer":
+        entitlement = req.entitlement
+        previous = entitlement.owner
+        entitlement.owner = req.target_org
+        db.session.flush()
+        record(actor, "entitlement.transfer", entitlement, subject_org=req.target_org, acting_for_owner=False,
+               details={"code": entitlement.code, "from": previous.name, "to": req.target_org.name})
+    elif req.kind == "partner_application":
+        details = req.details
+        org = Organization(kind=details["kind"], name=details["company"], status="active",
+                           email=details.get("email"), website=details.get("website"))
+        db.session.add(org)
+        db.session.flush()
+        org.path = f"/{org.id}/"
+        db.session.add(Membership(user_id=req.requester_user_id, org_id=org.id, role="admin"))
+        req.target_org = org
+        db.session.flush()
+        record(actor, "organization.create", org, subject_org=org, acting_for_owner=False,
+               details={"kind": org.kind, "name": org.name, "from_request": req.id})
