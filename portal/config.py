@@ -27,8 +27,12 @@ class Defaults:
     SMTP_STARTTLS = False
     SMTP_TIMEOUT = 10
     MAIL_FROM = "Entitlement Portal <portal@localhost>"
-    OUTBOX_MAX_ATTEMPTS = 8
+    SMTP_CA_FILE: str | None = None  # CA bundle for STARTTLS to a server with a private CA
+    # Retries double from 30 s up to an hour: 12 attempts ride out about 6 hours of outage.
+    OUTBOX_MAX_ATTEMPTS = 12
     OUTBOX_BACKOFF_SECONDS = 30
+    OUTBOX_BACKOFF_MAX_SECONDS = 3600
+    OUTBOX_LEASE_SECONDS = 900  # a claimed mail is not due for other workers meanwhile
 
     # Abuse limits (Flask-Limiter); memory storage unless a Redis URL is configured.
     RATELIMIT_STORAGE_URI = "memory://"

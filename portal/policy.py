@@ -173,8 +173,15 @@ def visible_organizations(actor: Actor) -> Select:
 
 
 def visible_attachments(actor: Actor, entitlement: Entitlement) -> Select:
-    """Attachments of one entitlement the actor may see: a partner only its own."""
-    query = select(Attachment).where(Attachment.entitlement_id == entitlement.id)
+    """Attachments of one entitlement the actor may see: a partner only its own.
+
+    None at all when the actor may not see the entitlement (as ``can(actor, "view", attachment)``).
+    """
+    query = (
+        select(Attachment)
+        .join(Entitlement, Entitlement.id == Attachment.entitlement_id)
+        .where(Attachment.entitlement_id == entitlement.id, entitlement_scope(actor))
+    )
     if actor.is_partner:
         query = query.where(Attachment.partner_id == actor.org.id)
     return query.order_by(Attachment.granted_at, Attachment.id)
@@ -265,13 +272,14 @@ def _can_entitlement(actor: Actor, action: str, entitlement: Entitlement) -> boo
         if action == "assign":
             return in_stock and entitlement.owner_id == actor.org.id and entitlement.status == "active"
         attachment = own_attachment(actor, entitlement)
-        if attachment is None:
-            # Stock: the holder may look at and download what it is about to assign.
-            return action == "download" and entitlement.owner_id == actor.org.id
         if action == "download":
-            return attachment.can_download and entitlement.status == "active"
+            # Stock: the holder may download what it is about to assign, whatever its own
+            # attachment says (revoked or view-only); everyone else per its attachment.
+            holds = entitlement.owner_id == actor.org.id
+            may = holds or (attachment is not None and attachment.can_download)
+            return may and entitlement.status == "active"
         if action in ("activate", "record_usage"):
-            return attachment.can_activate and usable
+            return attachment is not None and attachment.can_activate and usable
     return False
 
 

@@ -8,6 +8,7 @@ a fresh copy of the migrated SQLite file, or TRUNCATE on PostgreSQL.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import shutil
 from collections.abc import Iterator
@@ -17,7 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.pool import NullPool
 
 from portal import create_app
 from portal.extensions import db
@@ -53,17 +56,25 @@ class TestDatabase:
     template_url: str
     tables: list[str] = field(default_factory=list)
     template_file: Path | None = None
+    _cleaner: object = None
 
     def fresh_url(self, tmp_path: Path) -> str:
         if self.kind == "sqlite":
             target = tmp_path / "portal.db"
             shutil.copyfile(self.template_file, target)
             return f"sqlite:///{target}"
-        engine = create_engine(self.template_url)
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(self.tables)} RESTART IDENTITY CASCADE"))
-        engine.dispose()
+        # DELETE is much faster than TRUNCATE on small tables. Replica mode skips user
+        # triggers (the audit trail's append-only guard) and foreign-key checks meanwhile.
+        with self._engine().begin() as conn:
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+            for table in self.tables:
+                conn.execute(text(f'DELETE FROM "{table}"'))
         return self.template_url
+
+    def _engine(self):
+        if self._cleaner is None:
+            self._cleaner = create_engine(self.template_url, poolclass=NullPool)
+        return self._cleaner
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +92,8 @@ def test_database(tmp_path_factory) -> Iterator[TestDatabase]:
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
         conn.execute(text(f"CREATE DATABASE {name}"))
+        # Tests commit often; waiting for each WAL flush only slows them down.
+        conn.execute(text(f"ALTER DATABASE {name} SET synchronous_commit = off"))
     url = _postgres_url(name)
     _migrate(url, root / "instance")
     engine = create_engine(url)
@@ -130,9 +143,22 @@ def database_url(test_database, tmp_path) -> str:
     return test_database.fresh_url(tmp_path)
 
 
+class IsolatedClient(FlaskClient):
+    """Each request runs in a fresh context, as in production.
+
+    The ``app`` fixture keeps an app context pushed for the test body; without this,
+    requests would reuse it and share ``g`` (Flask-Login's cached user, the actor) and
+    the test's SQLAlchemy session across requests, hiding real bugs.
+    """
+
+    def open(self, *args, **kwargs):
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 @pytest.fixture
 def app(database_url, signing_key_dir, app_config):
     app = make_test_app(database_url, signing_key_dir, **app_config)
+    app.test_client_class = IsolatedClient
     with app.app_context():
         yield app
         db.session.remove()

@@ -51,9 +51,11 @@ class Factory:
             db.session.commit()
         return org
 
-    def user(self, org: Organization, role: str | None = None, email: str | None = None) -> User:
+    def user(self, org: Organization, role: str | None = None, email: str | None = None,
+             password: str | None = None) -> User:
+        """A user with a membership; a local password only when asked (scrypt is slow on purpose)."""
         role = role or ("staff" if org.kind == "producer" else "admin")
-        user = create_user(email or f"user{next(_seq)}@example.com", "Test User", password=PASSWORD)
+        user = create_user(email or f"user{next(_seq)}@example.com", "Test User", password=password)
         db.session.add(Membership(user=user, org=org, role=role))
         db.session.commit()
         return user

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -19,20 +19,23 @@ class AuditEvent(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
-    org_id: Mapped[int | None] = mapped_column(ForeignKey("organization.id"), index=True)
-    on_behalf_of_org_id: Mapped[int | None] = mapped_column(ForeignKey("organization.id"), index=True)
+    # Organization ids without foreign keys: the trail outlives a deleted organization.
+    org_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    on_behalf_of_org_id: Mapped[int | None] = mapped_column(Integer, index=True)
     action: Mapped[str] = mapped_column(String(60), index=True)
     subject_type: Mapped[str] = mapped_column(String(40))
     subject_id: Mapped[str] = mapped_column(String(64))
     # The organization whose object this is (customer admins see events on their orgs' objects).
-    subject_org_id: Mapped[int | None] = mapped_column(ForeignKey("organization.id"), index=True)
+    subject_org_id: Mapped[int | None] = mapped_column(Integer, index=True)
     details: Mapped[dict] = mapped_column(JSON, default=dict)
     request_id: Mapped[str | None] = mapped_column(String(64))
     client_addr: Mapped[str | None] = mapped_column(String(64))
 
     user: Mapped[User | None] = relationship()
-    org: Mapped[Organization | None] = relationship(foreign_keys=[org_id])
-    on_behalf_of: Mapped[Organization | None] = relationship(foreign_keys=[on_behalf_of_org_id])
+    org: Mapped[Organization | None] = relationship(
+        primaryjoin="foreign(AuditEvent.org_id) == Organization.id", viewonly=True)
+    on_behalf_of: Mapped[Organization | None] = relationship(
+        primaryjoin="foreign(AuditEvent.on_behalf_of_org_id) == Organization.id", viewonly=True)
 
     def describe(self) -> str:
         """'X of Partner P on behalf of Customer C'."""

@@ -27,9 +27,14 @@ def record(
     """
     if getattr(subject, "id", None) is None:
         db.session.flush()
-    if acting_for_owner and on_behalf_of is None and subject_org is not None and subject_org.id is not None:
-        if actor.org.id not in subject_org.ancestor_ids:
-            on_behalf_of = subject_org
+    acting_for_someone_else = (
+        acting_for_owner
+        and subject_org is not None
+        and subject_org.id is not None
+        and actor.org.id not in subject_org.ancestor_ids
+    )
+    if on_behalf_of is None and acting_for_someone_else:
+        on_behalf_of = subject_org
     event = AuditEvent(
         user_id=actor.user.id if actor.user else None,
         org_id=actor.org.id,

@@ -148,7 +148,8 @@ def decide_request(actor: Actor, req: PortalRequest, *, approve: bool, note: str
     queue_email(
         to=req.requester.email,
         subject=f"Your {req.kind.replace('_', ' ')} request was {req.state}",
-        body=f"Your request #{req.id} was {req.state}." + (f"\n\nNote: {req.decision_note}" if req.decision_note else ""),
+        body=f"Your request #{req.id} was {req.state}."
+        + (f"\n\nNote: {req.decision_note}" if req.decision_note else ""),
         category="request",
     )
     return req

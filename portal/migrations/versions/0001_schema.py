@@ -81,9 +81,6 @@ def upgrade():
     sa.Column('details', sa.JSON(), nullable=False),
     sa.Column('request_id', sa.String(length=64), nullable=True),
     sa.Column('client_addr', sa.String(length=64), nullable=True),
-    sa.ForeignKeyConstraint(['on_behalf_of_org_id'], ['organization.id'], name=op.f('fk_audit_event_on_behalf_of_org_id_organization')),
-    sa.ForeignKeyConstraint(['org_id'], ['organization.id'], name=op.f('fk_audit_event_org_id_organization')),
-    sa.ForeignKeyConstraint(['subject_org_id'], ['organization.id'], name=op.f('fk_audit_event_subject_org_id_organization')),
     sa.ForeignKeyConstraint(['user_id'], ['user_account.id'], name=op.f('fk_audit_event_user_id_user_account')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_event'))
     )
