@@ -92,10 +92,11 @@ def invite_user(actor: Actor, org: Organization, email: str, role: str) -> tuple
     if role not in ROLES_BY_KIND[org.kind]:
         raise ServiceError(f"Choose one of: {', '.join(ROLES_BY_KIND[org.kind])}.", field="role")
     token = secrets.token_urlsafe(32)
+    now = utcnow()
     invitation = Invitation(
         token_hash=_hash_token(token), email=email, org=org, role=role,
         invited_by_id=actor.user.id if actor.user else None,
-        created_at=utcnow(), expires_at=utcnow() + INVITATION_LIFETIME,
+        created_at=now, expires_at=now + INVITATION_LIFETIME,
     )
     db.session.add(invitation)
     db.session.flush()

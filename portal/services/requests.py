@@ -132,10 +132,11 @@ def withdraw_request(actor: Actor, req: PortalRequest) -> PortalRequest:
 
 def decide_request(actor: Actor, req: PortalRequest, *, approve: bool, note: str | None = None) -> PortalRequest:
     """Approve or reject a pending request, carry out an approval, tell the requester."""
-    if not can(actor, "decide", req):
-        raise NotAllowed("You may not decide this request.")
+    # Views load the request through the policy first, so the state is no secret here.
     if req.state != "pending":
         raise Conflict(f"This request is {req.state} already.")
+    if not can(actor, "decide", req):
+        raise NotAllowed("You may not decide this request.")
     if approve:
         _carry_out(actor, req)
     req.state = "approved" if approve else "rejected"
