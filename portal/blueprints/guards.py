@@ -13,7 +13,7 @@ from portal.auth_session import current_actor
 
 
 def login_redirect():
-    target = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+    target = url_for("auth.login", next=request.full_path.rstrip("?") if request.method == "GET" else None)
     if request.headers.get("HX-Request"):
         response = make_response("", 401)
         response.headers["HX-Redirect"] = target
