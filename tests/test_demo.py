@@ -78,4 +78,5 @@ def test_initech_sees_only_its_own_attachment(demo):
     assert [(a.partner.name, a.relation) for a in attachments] == [("Initech Services", "services")]
     producer = _actor("admin@acme.example")
     everyone = db.session.scalars(visible_attachments(producer, entitlement)).all()
-    assert sorted(a.partner.name for a in everyone) == ["BlueSky Resellers", "Initech Services", "Northwind Distribution"]
+    assert sorted(a.partner.name for a in everyone) == [
+        "BlueSky Resellers", "Initech Services", "Northwind Distribution"]
