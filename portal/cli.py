@@ -46,12 +46,15 @@ def register_cli(app: Flask) -> None:
     @click.option("--partners", default=50, show_default=True, help="Distributors, resellers, service providers.")
     @click.option("--entitlements", default=10000, show_default=True)
     @click.option("--seed", "random_seed", default=1, show_default=True, help="Random seed (same seed, same data).")
-    def seed_command(customers: int, partners: int, entitlements: int, random_seed: int):
+    @click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+                  help="The date the data set counts back from (default: today); fixes dates too.")
+    def seed_command(customers: int, partners: int, entitlements: int, random_seed: int, today):
         """Generate a deterministic synthetic data set of the given size."""
         from portal.seed import seed
 
         started = time.monotonic()
-        counts = seed(customers=customers, partners=partners, entitlements=entitlements, random_seed=random_seed)
+        counts = seed(customers=customers, partners=partners, entitlements=entitlements, random_seed=random_seed,
+                      today=today.date() if today else None)
         elapsed = time.monotonic() - started
         click.echo(", ".join(f"{n} {k}" for k, n in counts.items()) + f" in {elapsed:.1f}s")
 
