@@ -26,7 +26,7 @@ from sqlalchemy.orm import aliased
 
 from portal.extensions import db
 from portal.models import Attachment, Entitlement, EntitlementLine, Organization, Product, SalesChainLink
-from portal.policy import Actor, visible_entitlements
+from portal.policy import Actor, attachment_scope, visible_entitlements
 
 CHUNK_SIZE = 2000
 HEADER = [
@@ -154,11 +154,9 @@ def _attachments_of(actor: Actor, ids: Sequence[int]) -> dict[int, list[Any]]:
             Attachment.can_download,
             Attachment.can_activate,
         )
-        .where(Attachment.entitlement_id.in_(ids), Attachment.active.is_(True))
+        .where(Attachment.entitlement_id.in_(ids), Attachment.active.is_(True), attachment_scope(actor))
         .order_by(Attachment.entitlement_id, Attachment.granted_at, Attachment.id)
     )
-    if actor.is_partner:
-        query = query.where(Attachment.partner_id == actor.org.id)
     return _group(_rows(query))
 
 

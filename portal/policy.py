@@ -133,7 +133,9 @@ def visible_entitlements(actor: Actor) -> Select:
 
 
 def customers_served_by(actor: Actor) -> Select:
-    """Customer organizations that own entitlements a partner sees, by name."""
+    """Customer organizations that own entitlements a partner sees, by name (none for non-partners)."""
+    if not actor.is_partner:
+        return select(Organization).where(false())
     owners = select(Entitlement.owner_id).where(Entitlement.id.in_(partner_entitlement_ids(actor.org.id)))
     return (
         select(Organization)
@@ -172,6 +174,11 @@ def visible_organizations(actor: Actor) -> Select:
     return select(Organization).where(false())
 
 
+def attachment_scope(actor: Actor):
+    """WHERE clause on Attachment: a partner sees only its own attachment rows."""
+    return Attachment.partner_id == actor.org.id if actor.is_partner else true()
+
+
 def visible_attachments(actor: Actor, entitlement: Entitlement) -> Select:
     """Attachments of one entitlement the actor may see: a partner only its own.
 
@@ -180,10 +187,8 @@ def visible_attachments(actor: Actor, entitlement: Entitlement) -> Select:
     query = (
         select(Attachment)
         .join(Entitlement, Entitlement.id == Attachment.entitlement_id)
-        .where(Attachment.entitlement_id == entitlement.id, entitlement_scope(actor))
+        .where(Attachment.entitlement_id == entitlement.id, entitlement_scope(actor), attachment_scope(actor))
     )
-    if actor.is_partner:
-        query = query.where(Attachment.partner_id == actor.org.id)
     return query.order_by(Attachment.granted_at, Attachment.id)
 
 
@@ -259,7 +264,9 @@ def _can_entitlement(actor: Actor, action: str, entitlement: Entitlement) -> boo
     if actor.is_producer:
         if action in ("activate", "record_usage"):
             return usable
-        return action in ("download", "edit", "attach", "revoke", "assign", "suspend")
+        if action == "assign":  # stock only; moving a customer's entitlement is a transfer
+            return in_stock
+        return action in ("download", "edit", "attach", "revoke", "suspend")
     if actor.is_customer:
         if action == "download":
             return entitlement.status == "active"
@@ -292,9 +299,7 @@ def _can_organization(actor: Actor, action: str, org: Organization) -> bool:
             )
         ) is not None
     if actor.is_producer:
-        if action in ("edit", "create_child", "move", "delete", "manage_channel", "invite", "manage_users"):
-            return True
-        return False
+        return action in ("edit", "create_child", "move", "delete", "manage_channel", "invite", "manage_users")
     if not actor.is_admin:
         return False
     if actor.is_customer and org.kind == "customer" and _in_subtree(org, actor.org):

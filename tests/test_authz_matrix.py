@@ -1,0 +1,354 @@
+"""THE authorization matrix: every route, every role, every relation, through the real client.
+
+``MATRIX`` is a list of ``Row``s, one per (endpoint, method, relation). A row names the
+expected answer for EVERY role in ``ROLES``; each (row, role) becomes one test case, with
+an id such as ``partner.switch_customer POST another_partner reseller_admin``. Roles:
+producer admin and staff, customer admin and member, partner admins (distributor,
+reseller, service provider), anonymous, and a signed-in user without any membership.
+The relation says whose object the request names: ``own`` (the actor's own, or for a
+partner a customer it serves), ``another_partner`` (served by another partner only),
+``another_customer`` (nobody's of the actor's), or ``-`` for routes without an object.
+
+Rules the rows encode (spec section 4, STYLE habits 3 and 4): a role-area page answers
+its own roles; every other signed-in role gets 404 (exactly like a page that does not
+exist, which is checked too); anonymous is redirected to sign in (302 to /login); a
+signed-in user without membership is sent to /no-access. Nothing of another partner's or
+another customer's is ever anything but 404.
+
+The meta-tests walk ``app.url_map`` and fail for any endpoint that is neither in
+``MATRIX`` nor in the ``PUBLIC`` allow-list, for any method of a matrix endpoint without a
+row, for rows or allow-list entries naming endpoints that no longer exist, for a role area
+endpoint listed as public, and for a non-public row that does not send anonymous to sign in.
+
+HOW TO EXTEND (every new route MUST be added here, or the meta-test fails):
+1. Add one ``Row`` per method and relation. For a page of one role area use
+   ``area_route("customer", OK)``; for anything else spell out the roles with ``signed_in(...)``
+   or a dict over ``ROLES`` (``everyone(...)`` for truly public routes). Use ``Expect(302, "/path")``
+   for redirects (the path of the Location is compared) and ``Expect(204)`` etc. as needed.
+2. Routes that take an object: add the object to ``World`` (built through the services in
+   ``build_world``), e.g. an entitlement of Contoso sold through BlueSky (``own`` for the
+   customer roles and the partner roles attached to it), one of Fabrikam sold through
+   RedRock (``another_partner``) and one of Tailspin sold direct (``another_customer``);
+   then give the row ``values=lambda w, role: {"code": ...}`` for URL parts and/or
+   ``form=lambda w, role: {...}`` for the POST body. ``w.org_of(role)`` is the role's org.
+3. A route anonymous may open (an asset, a public key, the sign-in page) also goes into
+   ``PUBLIC`` with the reason; role areas (customer., partner., producer.) never do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from flask import url_for
+
+from portal import policy
+from portal.extensions import db
+from portal.models import Membership, Organization, Product
+from portal.policy import system_actor
+from portal.services.accounts import create_user
+from portal.services.entitlements import LineSpec, attach_partner, create_entitlement
+from portal.services.orgs import add_channel_relationship, bootstrap_producer, create_organization
+
+# --- roles ------------------------------------------------------------------------------------
+
+ANONYMOUS = "anonymous"
+NO_MEMBERSHIP = "no_membership"
+# role -> (area, organization in the world, membership role)
+MEMBER_ROLES: dict[str, tuple[str, str, str]] = {
+    "producer_admin": ("producer", "acme", "admin"),
+    "producer_staff": ("producer", "acme", "staff"),
+    "customer_admin": ("customer", "contoso", "admin"),
+    "customer_member": ("customer", "contoso", "member"),
+    "distributor_admin": ("partner", "northwind", "admin"),
+    "reseller_admin": ("partner", "bluesky", "admin"),
+    "service_provider_admin": ("partner", "initech", "admin"),
+}
+ROLES = (*MEMBER_ROLES, ANONYMOUS, NO_MEMBERSHIP)
+GUARDED_AREAS = ("customer", "partner", "producer")  # blueprints with a require_area guard
+
+
+@dataclass(frozen=True)
+class Expect:
+    status: int
+    location: str | None = None  # for redirects: the path the Location header points to
+
+    def __str__(self) -> str:
+        return f"{self.status} -> {self.location}" if self.location else str(self.status)
+
+
+OK = Expect(200)
+NOT_FOUND = Expect(404)
+TO_LOGIN = Expect(302, "/login")
+TO_NO_ACCESS = Expect(302, "/no-access")
+HOME = {"producer": Expect(302, "/producer/"), "customer": Expect(302, "/customer/"),
+        "partner": Expect(302, "/partner/")}
+
+
+def everyone(expect: Expect) -> dict[str, Expect]:
+    return dict.fromkeys(ROLES, expect)
+
+
+def signed_in(*, producer: Expect, customer: Expect, partner: Expect,
+              anonymous: Expect = TO_LOGIN, no_membership: Expect = NOT_FOUND) -> dict[str, Expect]:
+    """Expectations by the area each member role works in, plus the two roles without one."""
+    by_area = {"producer": producer, "customer": customer, "partner": partner}
+    expect = {role: by_area[area] for role, (area, _, _) in MEMBER_ROLES.items()}
+    return expect | {ANONYMOUS: anonymous, NO_MEMBERSHIP: no_membership}
+
+
+def area_route(area: str, ok: Expect) -> dict[str, Expect]:
+    """A route of a guarded role area: its roles get ``ok``, every other signed-in role 404."""
+    areas = {a: ok if a == area else NOT_FOUND for a in GUARDED_AREAS}
+    return signed_in(**areas, no_membership=TO_NO_ACCESS)
+
+
+# --- the world every cell runs in -------------------------------------------------------------
+
+
+@dataclass
+class World:
+    orgs: dict[str, Organization]
+
+    def __getattr__(self, name: str) -> Organization:
+        try:
+            return self.__dict__["orgs"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def org_of(self, role: str) -> Organization | None:
+        return self.orgs[MEMBER_ROLES[role][1]] if role in MEMBER_ROLES else None
+
+
+def build_world() -> World:
+    """Acme -> Northwind -> BlueSky and Acme -> RedRock; Initech services Contoso.
+
+    Contoso (our customer roles) bought through Northwind -> BlueSky with Initech attached,
+    so every partner role serves Contoso; Fabrikam bought through RedRock (another
+    partner's customer); Tailspin bought direct (nobody's).
+    """
+    acme = bootstrap_producer("Acme Software")
+    system = system_actor(acme)
+    orgs = {"acme": acme}
+    for key, kind, name in [
+        ("northwind", "distributor", "Northwind Distribution"), ("bluesky", "reseller", "BlueSky Resellers"),
+        ("redrock", "reseller", "RedRock IT"), ("initech", "service_provider", "Initech Services"),
+        ("contoso", "customer", "Contoso Group"), ("fabrikam", "customer", "Fabrikam Inc"),
+        ("tailspin", "customer", "Tailspin Toys"),
+    ]:
+        orgs[key] = create_organization(system, kind=kind, name=name)
+    for supplier, buyer in [("acme", "northwind"), ("northwind", "bluesky"), ("acme", "redrock")]:
+        add_channel_relationship(system, orgs[supplier], orgs[buyer])
+    product = Product(sku="STUDIO", name="Acme Studio")
+    db.session.add(product)
+    line = LineSpec(product, "perpetual", 10, maintenance_end=date(2099, 12, 31))
+    bought = {}
+    for owner, chain in [("contoso", ["northwind", "bluesky"]), ("fabrikam", ["redrock"]), ("tailspin", [])]:
+        bought[owner] = create_entitlement(system, owner=orgs[owner], lines=[line],
+                                           sales_chain=[orgs[k] for k in chain])
+    attach_partner(system, [bought["contoso"]], orgs["initech"], relation="services")
+    db.session.commit()
+    return World(orgs)
+
+
+# --- THE MATRIX -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    endpoint: str
+    method: str
+    expect: dict[str, Expect]
+    relation: str = "-"
+    values: Callable[[World, str], dict[str, Any]] | dict[str, Any] = field(default_factory=dict)
+    form: Callable[[World, str], dict[str, Any]] | None = None
+
+    def url(self, world: World, role: str) -> str:
+        values = self.values(world, role) if callable(self.values) else self.values
+        return url_for(self.endpoint, **values)
+
+
+def _own_org(w: World, role: str) -> dict[str, Any]:
+    # A user without membership has no organization of its own: it names Contoso's.
+    return {"org_id": (w.org_of(role) or w.contoso).id}
+
+
+MATRIX: list[Row] = [
+    # The front door sends everyone where it belongs.
+    Row("public.index", "GET", signed_in(producer=HOME["producer"], customer=HOME["customer"],
+                                         partner=HOME["partner"], no_membership=TO_NO_ACCESS)),
+    Row("public.no_access", "GET", signed_in(producer=Expect(302, "/"), customer=Expect(302, "/"),
+                                             partner=Expect(302, "/"), no_membership=OK)),
+    Row("public.jwks", "GET", everyone(OK)),
+    Row("public.healthz", "GET", everyone(OK)),
+    Row("static", "GET", everyone(OK), values={"filename": "portal.css"}),
+    Row("auth.login", "GET", everyone(OK)),
+    Row("auth.login", "POST", everyone(Expect(401)),
+        form=lambda w, role: {"email": "nobody@example.com", "password": "not the password"}),
+    Row("auth.logout", "POST", everyone(TO_LOGIN)),
+    # Switching the active organization: only among one's own memberships.
+    Row("auth.switch_org", "POST", relation="own", form=_own_org,
+        expect=signed_in(producer=HOME["producer"], customer=HOME["customer"], partner=HOME["partner"])),
+    Row("auth.switch_org", "POST", relation="another_customer", form=lambda w, role: {"org_id": w.tailspin.id},
+        expect=signed_in(producer=NOT_FOUND, customer=NOT_FOUND, partner=NOT_FOUND)),
+    Row("auth.switch_org", "POST", relation="another_partner", form=lambda w, role: {"org_id": w.redrock.id},
+        expect=signed_in(producer=NOT_FOUND, customer=NOT_FOUND, partner=NOT_FOUND)),
+    # The three portals.
+    Row("producer.home", "GET", area_route("producer", OK)),
+    Row("customer.home", "GET", area_route("customer", OK)),
+    Row("partner.home", "GET", area_route("partner", OK)),
+    # A partner works for a customer it serves, never for another partner's or anyone else's.
+    Row("partner.switch_customer", "POST", relation="own", form=lambda w, role: {"customer_id": w.contoso.id},
+        expect=area_route("partner", HOME["partner"])),
+    Row("partner.switch_customer", "POST", relation="another_partner",
+        form=lambda w, role: {"customer_id": w.fabrikam.id}, expect=area_route("partner", NOT_FOUND)),
+    Row("partner.switch_customer", "POST", relation="another_customer",
+        form=lambda w, role: {"customer_id": w.tailspin.id}, expect=area_route("partner", NOT_FOUND)),
+    Row("partner.switch_customer", "POST", relation="-", form=lambda w, role: {"customer_id": ""},
+        expect=area_route("partner", HOME["partner"])),  # back to all customers served
+]
+
+# Endpoints anonymous may open (everything else is protected by default), with the reason.
+PUBLIC: dict[str, str] = {
+    "static": "stylesheets and scripts of the login page",
+    "public.jwks": "the public key that verifies license certificates offline",
+    "public.healthz": "load balancer health check, no data",
+    "auth.login": "the sign-in page itself",
+}
+
+CELLS = [(row, role) for row in MATRIX for role in ROLES]
+
+
+def _cell_id(cell: tuple[Row, str]) -> str:
+    row, role = cell
+    return f"{row.endpoint} {row.method} {row.relation} {role}"
+
+
+# --- running the cells ------------------------------------------------------------------------
+
+
+def _client_for(app, login_as, world: World, role: str):
+    if role == ANONYMOUS:
+        return app.test_client()
+    if role == NO_MEMBERSHIP:
+        user = create_user("lonely@example.com", "No Membership Yet")
+        db.session.commit()
+        return login_as(user)
+    _, org_key, membership_role = MEMBER_ROLES[role]
+    user = create_user(f"{role}@example.com", role.replace("_", " ").title())
+    db.session.add(Membership(user=user, org=world.orgs[org_key], role=membership_role))
+    db.session.commit()
+    return login_as(user, world.orgs[org_key])
+
+
+_CSRF = re.compile(r'("X-CSRFToken": "|name="csrf_token" value=")[^"]*')
+
+
+def _page(response) -> str:
+    """The body without the per-request CSRF token."""
+    return _CSRF.sub(r"\1", response.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=_cell_id)
+def test_authorization_matrix(app, login_as, cell):
+    row, role = cell
+    world = build_world()
+    client = _client_for(app, login_as, world, role)
+    with app.test_request_context():
+        url = row.url(world, role)
+    form = row.form(world, role) if row.form else None
+
+    response = client.open(url, method=row.method, data=form)
+    try:
+        expected = row.expect[role]
+        got = Expect(response.status_code, urlsplit(response.location).path if response.location else None)
+        if expected.location is None:
+            got = Expect(got.status)
+        assert got == expected, f"{row.method} {url} as {role} ({row.relation}): got {got}, expected {expected}"
+        if expected.status == 404:
+            # Exactly like something that does not exist: same status, same page.
+            missing = client.open("/no-such-page", method=row.method, data=form)
+            assert _page(response) == _page(missing)
+            missing.close()
+    finally:
+        response.close()
+
+
+GUARDED_GET_ROWS = [row for row in MATRIX if row.endpoint.split(".")[0] in GUARDED_AREAS and row.method == "GET"]
+
+
+@pytest.mark.parametrize("row", GUARDED_GET_ROWS, ids=lambda row: row.endpoint)
+def test_htmx_request_without_sign_in_gets_hx_redirect(app, row):
+    """An htmx request needing sign-in gets HX-Redirect, never a login page in a fragment."""
+    world = build_world()
+    with app.test_request_context():
+        url = row.url(world, ANONYMOUS)
+    response = app.test_client().get(url, headers={"HX-Request": "true"})
+    assert response.status_code == 401
+    assert urlsplit(response.headers["HX-Redirect"]).path == "/login"
+
+
+# --- meta-tests: the matrix covers the app --------------------------------------------------
+
+
+def _rules(app) -> dict[str, set[str]]:
+    """endpoint -> methods that matter (HEAD and OPTIONS are answered by Flask itself)."""
+    rules: dict[str, set[str]] = {}
+    for rule in app.url_map.iter_rules():
+        rules.setdefault(rule.endpoint, set()).update(rule.methods - {"HEAD", "OPTIONS"})
+    return rules
+
+
+def test_every_endpoint_is_in_the_matrix_or_explicitly_public(app):
+    covered = {row.endpoint for row in MATRIX} | set(PUBLIC)
+    missing = sorted(set(_rules(app)) - covered)
+    assert not missing, (
+        f"Endpoints without authorization rows: {missing}. Add Rows to MATRIX in "
+        "tests/test_authz_matrix.py (see its docstring), or, for what anonymous may open, to PUBLIC."
+    )
+
+
+def test_every_method_of_a_matrix_endpoint_has_rows(app):
+    rows = {(row.endpoint, row.method) for row in MATRIX}
+    missing = sorted(
+        (endpoint, method) for endpoint, methods in _rules(app).items()
+        if any(row.endpoint == endpoint for row in MATRIX) for method in methods if (endpoint, method) not in rows
+    )
+    assert not missing, f"Methods without authorization rows: {missing}"
+
+
+def test_matrix_and_allow_list_name_existing_routes_only(app):
+    rules = _rules(app)
+    stale = sorted({(row.endpoint, row.method) for row in MATRIX
+                    if row.method not in rules.get(row.endpoint, set())})
+    assert not stale, f"Rows for routes that do not exist: {stale}"
+    assert not sorted(set(PUBLIC) - set(rules)), "PUBLIC names endpoints that do not exist"
+
+
+def test_role_areas_are_never_public_and_protected_by_default():
+    assert not [e for e in PUBLIC if e.split(".")[0] in GUARDED_AREAS]
+    open_to_anonymous = sorted({row.endpoint for row in MATRIX
+                                if row.endpoint not in PUBLIC and row.expect[ANONYMOUS] != TO_LOGIN})
+    assert not open_to_anonymous, f"Not in PUBLIC, yet anonymous is not sent to sign in: {open_to_anonymous}"
+
+
+def test_every_row_names_every_role_once():
+    for row in MATRIX:
+        assert set(row.expect) == set(ROLES), f"{row.endpoint} {row.method} {row.relation}"
+    keys = [(row.endpoint, row.method, row.relation) for row in MATRIX]
+    assert len(keys) == len(set(keys)), "two rows for the same endpoint, method and relation"
+
+
+def test_world_serves_the_relations_it_claims(app):
+    """own / another_partner / another_customer mean what the rows say they mean."""
+    world = build_world()
+    served = {}
+    for role in ("distributor_admin", "reseller_admin", "service_provider_admin"):
+        actor = policy.Actor(user=None, org=world.org_of(role), role="admin")
+        served[role] = {o.name for o in db.session.scalars(policy.customers_served_by(actor))}
+    assert served == dict.fromkeys(served, {"Contoso Group"})
