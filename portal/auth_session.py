@@ -97,7 +97,9 @@ def start_session(user: User) -> None:
 def end_session(user: User | None) -> None:
     """Logout: the server forgets this session by bumping the user's session version."""
     if user is not None and user.is_authenticated:
-        user.session_version += 1
+        from portal.services.accounts import sign_out
+
+        sign_out(user, request_id=g.get("request_id"), client_addr=request.remote_addr)
         db.session.commit()
     logout_user()
     session.clear()

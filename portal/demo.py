@@ -12,7 +12,7 @@ from portal.policy import Actor, system_actor
 from portal.services.accounts import create_user
 from portal.services.activations import activate, record_usage
 from portal.services.entitlements import LineSpec, attach_partner, create_entitlement
-from portal.services.orgs import add_channel_relationship, bootstrap_producer, create_organization
+from portal.services.orgs import add_channel_relationship, add_member, bootstrap_producer, create_organization
 from portal.services.requests import (
     apply_as_partner,
     request_partner_access,
@@ -75,11 +75,9 @@ def load_demo(today: date | None = None) -> dict[str, object]:
 
     users: dict[str, User] = {}
     for email, name, key, role in DEMO_USERS:
-        user = create_user(email, name, password=DEMO_PASSWORD)
+        user = create_user(email, name, password=DEMO_PASSWORD, actor=system)
         users[email] = user
-        from portal.models import Membership
-
-        db.session.add(Membership(user=user, org=orgs[key], role=role))
+        add_member(system, orgs[key], user, role)
     db.session.flush()
 
     studio = Product(name="Acme Studio", sku="ACME-STUDIO",

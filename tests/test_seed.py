@@ -72,10 +72,10 @@ def test_counts_are_exact_and_match_the_database(seeded):
     # One admin per organization, plus the producer's staff user.
     assert seeded["users"] == seeded["organizations"] + 1
     assert seeded["products"] == 6
-    # One audit event for the whole run, none per row.
-    events = db.session.scalars(select(AuditEvent)).all()
-    assert [e.action for e in events] == ["seed.run"]
-    assert events[0].details["rows"] == seeded
+    # One audit event for the whole run, none per row (after the producer's creation).
+    events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+    assert [e.action for e in events] == ["organization.create", "seed.run"]
+    assert events[1].details["rows"] == seeded
 
 
 def test_hierarchy_paths_are_consistent_with_parents(seeded):

@@ -15,7 +15,7 @@ from portal.extensions import db
 from portal.models import Invitation, Membership, Organization, User, utcnow
 from portal.models.orgs import ROLES_BY_KIND
 from portal.policy import Actor, can
-from portal.services.audit import record
+from portal.services.audit import record, record_user_event
 from portal.services.errors import Conflict, NotAllowed, ServiceError
 from portal.services.mail import queue_email
 
@@ -35,8 +35,11 @@ def find_user_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == email.strip().lower()))
 
 
-def create_user(email: str, display_name: str, *, password: str | None = None) -> User:
-    """A new user account (no membership yet); the email is unique, case-insensitively."""
+def create_user(email: str, display_name: str, *, password: str | None = None, actor: Actor | None = None) -> User:
+    """A new user account (no membership yet); the email is unique, case-insensitively.
+
+    ``actor`` is whoever creates it; without one the user signed itself up.
+    """
     email = normalize_email(email)
     if find_user_by_email(email) is not None:
         raise Conflict("A user with this email exists already.", field="email")
@@ -45,6 +48,10 @@ def create_user(email: str, display_name: str, *, password: str | None = None) -
         set_password(user, password)
     db.session.add(user)
     db.session.flush()
+    if actor is not None:
+        record(actor, "user.create", user, acting_for_owner=False, details={"email": email})
+    else:
+        record_user_event(user, "user.create", details={"email": email})
     return user
 
 
@@ -63,6 +70,24 @@ def authenticate_local(email: str, password: str) -> User | None:
     if not check_password_hash(user.password_hash, password or ""):
         return None
     return user if user.active else None
+
+
+def note_sign_in(user: User | None, *, method: str, email: str | None = None, request_id: str | None = None,
+                 client_addr: str | None = None) -> None:
+    """Audit a sign-in, or a failed attempt (``user`` None or not the one who succeeded)."""
+    record_user_event(
+        user,
+        f"session.{'sign_in' if user is not None else 'sign_in_failed'}",
+        request_id=request_id,
+        client_addr=client_addr,
+        details={"method": method} | ({"email": email} if email else {}),
+    )
+
+
+def sign_out(user: User, *, request_id: str | None = None, client_addr: str | None = None) -> None:
+    """End every session of this user's current version: the old cookie stops working."""
+    user.session_version += 1
+    record_user_event(user, "session.sign_out", request_id=request_id, client_addr=client_addr)
 
 
 def set_user_active(actor: Actor, user: User, active: bool) -> User:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from portal.extensions import db
-from portal.models import AuditEvent, Organization
+from portal.models import AuditEvent, Organization, User
 from portal.policy import Actor
 
 
@@ -46,6 +46,28 @@ def record(
         details=details or {},
         request_id=actor.request_id,
         client_addr=actor.client_addr,
+    )
+    db.session.add(event)
+    return event
+
+
+def record_user_event(
+    user: User | None,
+    action: str,
+    *,
+    request_id: str | None = None,
+    client_addr: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """An event of a user outside any organization: signing in or out, signing up."""
+    event = AuditEvent(
+        user_id=user.id if user is not None else None,
+        action=action,
+        subject_type="user_account",
+        subject_id=str(user.id) if user is not None else "-",
+        details=details or {},
+        request_id=request_id,
+        client_addr=client_addr,
     )
     db.session.add(event)
     return event

@@ -13,7 +13,7 @@ from portal.models import (
     User,
 )
 from portal.models.orgs import ORG_KINDS, PARTNER_KINDS, ROLES_BY_KIND
-from portal.policy import Actor, can
+from portal.policy import Actor, can, system_actor
 from portal.services.audit import record
 from portal.services.errors import Conflict, NotAllowed, ServiceError
 
@@ -76,6 +76,8 @@ def bootstrap_producer(name: str, **contacts: str | None) -> Organization:
     db.session.add(org)
     db.session.flush()
     org.path = f"/{org.id}/"
+    record(system_actor(org), "organization.create", org, subject_org=org, acting_for_owner=False,
+           details={"kind": "producer", "name": org.name})
     return org
 
 

@@ -137,3 +137,22 @@ def test_session_cookie_flags(client, people):
     response = sign_in(client, "alice@contoso.com")
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_sign_in_and_out_are_audited(client, people):
+    from sqlalchemy import select
+
+    from portal.models import AuditEvent
+
+    sign_in(client, "nobody@contoso.com", password="wrong password!")
+    sign_in(client, "alice@contoso.com")
+    client.post("/logout")
+    events = db.session.execute(
+        select(AuditEvent.action, AuditEvent.user_id, AuditEvent.details, AuditEvent.client_addr)
+        .where(AuditEvent.action.startswith("session.")).order_by(AuditEvent.id)
+    ).all()
+    alice = people["alice"].id
+    assert [(e.action, e.user_id) for e in events] == [
+        ("session.sign_in_failed", None), ("session.sign_in", alice), ("session.sign_out", alice)]
+    assert events[0].details == {"method": "local", "email": "nobody@contoso.com"}
+    assert all(e.client_addr == "127.0.0.1" for e in events)

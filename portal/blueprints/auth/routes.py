@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, flash, redirect, request, session, url_for
+from flask import abort, current_app, flash, g, redirect, request, session, url_for
 from flask_login import current_user
 
 from portal.auth_session import end_session, memberships_of, start_session
@@ -12,7 +12,7 @@ from portal.blueprints.auth import bp
 from portal.blueprints.auth.forms import LocalLoginForm, LogoutForm, SwitchOrgForm
 from portal.blueprints.guards import login_redirect
 from portal.extensions import db
-from portal.services.accounts import authenticate_local
+from portal.services.accounts import authenticate_local, note_sign_in
 from portal.web import render
 
 
@@ -38,6 +38,9 @@ def login():
             abort(404)
         if form.validate_on_submit():
             user = authenticate_local(form.email.data, form.password.data)
+            note_sign_in(user, method="local", email=None if user else form.email.data,
+                         request_id=g.request_id, client_addr=request.remote_addr)
+            db.session.commit()
             if user is not None:
                 start_session(user)
                 return redirect(safe_next(form.next.data))
