@@ -33,9 +33,15 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     if not url:
         url = "sqlite:///" + os.path.join(app.instance_path, "portal.db")
     app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(url)
-    if app.config["BASE_URL"].startswith("https://"):
-        app.config.setdefault("SESSION_COOKIE_SECURE", True)
-        app.config.setdefault("REMEMBER_COOKIE_SECURE", True)
+    # Our own cookie name (an identity provider on the same host may use "_session"), with
+    # the __Host- prefix under https: Secure, Path=/, no Domain.
+    https = app.config["BASE_URL"].startswith("https://")
+    if app.config["SESSION_COOKIE_NAME"] == "session":
+        app.config["SESSION_COOKIE_NAME"] = "__Host-portal_session" if https else "portal_session"
+    if https:
+        app.config["SESSION_COOKIE_SECURE"] = True
+        app.config["REMEMBER_COOKIE_SECURE"] = True
+        app.config["PREFERRED_URL_SCHEME"] = "https"
     if app.debug or app.testing:
         import jinja2
 
@@ -50,6 +56,9 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
+    from portal import oidc
+
+    oidc.init_app(app)
 
     @app.before_request
     def _request_context():

@@ -51,7 +51,7 @@ from portal import policy
 from portal.extensions import db
 from portal.models import Membership, Organization, Product
 from portal.policy import system_actor
-from portal.services.accounts import create_user
+from portal.services.accounts import create_user, invite_user
 from portal.services.entitlements import LineSpec, attach_partner, create_entitlement
 from portal.services.orgs import add_channel_relationship, bootstrap_producer, create_organization
 
@@ -178,12 +178,22 @@ def _own_org(w: World, role: str) -> dict[str, Any]:
     return {"org_id": (w.org_of(role) or w.contoso).id}
 
 
+def _invite(w: World) -> str:
+    """A fresh invitation into Contoso (made while the cell builds its URL)."""
+    _, token = invite_user(system_actor(w.acme), w.contoso, "invitee@example.com", "member")
+    db.session.commit()
+    return token
+
+
 MATRIX: list[Row] = [
     # The front door sends everyone where it belongs.
     Row("public.index", "GET", signed_in(producer=HOME["producer"], customer=HOME["customer"],
                                          partner=HOME["partner"], no_membership=TO_NO_ACCESS)),
     Row("public.no_access", "GET", signed_in(producer=Expect(302, "/"), customer=Expect(302, "/"),
                                              partner=Expect(302, "/"), no_membership=OK)),
+    Row("public.no_access", "POST", form=lambda w, role: {"organization": "Contoso Group", "message": "Hi"},
+        expect=signed_in(producer=Expect(302, "/"), customer=Expect(302, "/"), partner=Expect(302, "/"),
+                         no_membership=Expect(302, "/no-access"))),
     Row("public.jwks", "GET", everyone(OK)),
     Row("public.healthz", "GET", everyone(OK)),
     Row("static", "GET", everyone(OK), values={"filename": "portal.css"}),
@@ -191,6 +201,18 @@ MATRIX: list[Row] = [
     Row("auth.login", "POST", everyone(Expect(401)),
         form=lambda w, role: {"email": "nobody@example.com", "password": "not the password"}),
     Row("auth.logout", "POST", everyone(TO_LOGIN)),
+    # OIDC: no provider is configured in this world, so every name is unknown (tests/oidc run the flows).
+    Row("auth.oidc_start", "GET", everyone(NOT_FOUND), values={"name": "nowhere"}),
+    Row("auth.oidc_callback", "GET", everyone(NOT_FOUND), values={"name": "nowhere"}),
+    # Invitations: a valid link shows its page to anyone; accepting needs a signed-in user.
+    Row("auth.invitation", "GET", everyone(OK), relation="own", values=lambda w, role: {"token": _invite(w)}),
+    Row("auth.invitation", "POST", relation="own", values=lambda w, role: {"token": _invite(w)},
+        expect=signed_in(producer=Expect(302, "/"), customer=Expect(302, "/"), partner=Expect(302, "/"),
+                         no_membership=Expect(302, "/"), anonymous=Expect(400))),
+    # An unknown, used or expired link: 410 with a page that says so, the same for all three.
+    Row("auth.invitation", "GET", everyone(Expect(410)), relation="another_customer", values={"token": "not-a-token"}),
+    Row("auth.invitation", "POST", everyone(Expect(410)), relation="another_customer",
+        values={"token": "not-a-token"}),
     # Switching the active organization: only among one's own memberships.
     Row("auth.switch_org", "POST", relation="own", form=_own_org,
         expect=signed_in(producer=HOME["producer"], customer=HOME["customer"], partner=HOME["partner"])),
@@ -219,6 +241,9 @@ PUBLIC: dict[str, str] = {
     "public.jwks": "the public key that verifies license certificates offline",
     "public.healthz": "load balancer health check, no data",
     "auth.login": "the sign-in page itself",
+    "auth.oidc_start": "starts sign-in at an identity provider",
+    "auth.oidc_callback": "where the identity provider sends the browser back",
+    "auth.invitation": "an invitation link is opened before its invitee can sign in",
 }
 
 CELLS = [(row, role) for row in MATRIX for role in ROLES]

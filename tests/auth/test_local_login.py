@@ -52,11 +52,11 @@ def test_local_login_can_be_switched_off(client, people):
 
 def test_logout_makes_the_old_cookie_worthless(client, people):
     sign_in(client, "alice@contoso.com")
-    old_cookie = client.get_cookie("session").value
+    old_cookie = client.get_cookie("portal_session").value
     assert client.get("/customer/").status_code == 200
     assert client.post("/logout").status_code == 302
     replay = client.__class__(client.application)
-    replay.set_cookie("session", old_cookie)
+    replay.set_cookie("portal_session", old_cookie)
     response = replay.get("/customer/")
     assert response.status_code == 302 and response.headers["Location"].startswith("/login")
 

@@ -1,6 +1,6 @@
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, IntegerField, PasswordField
-from wtforms.validators import DataRequired, Email, Length
+from wtforms import EmailField, HiddenField, IntegerField, PasswordField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Email, Length, Optional
 
 
 class LocalLoginForm(FlaskForm):
@@ -15,3 +15,12 @@ class SwitchOrgForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     pass
+
+
+class InvitationForm(FlaskForm):
+    pass
+
+
+class RequestAccessForm(FlaskForm):
+    organization = StringField("Organization you work for", validators=[DataRequired(), Length(max=200)])
+    message = TextAreaField("Message to its administrators", validators=[Optional(), Length(max=2000)])

@@ -1,4 +1,5 @@
-"""Sign-in, sign-out and the active-organization switcher."""
+"""Sign-in (OIDC providers, local accounts where enabled), invitations, sign-out, and the
+active-organization switcher."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from urllib.parse import urlsplit
 from flask import abort, current_app, flash, g, redirect, request, session, url_for
 from flask_login import current_user
 
+from portal import oidc
 from portal.auth_session import end_session, memberships_of, start_session
 from portal.blueprints.auth import bp
-from portal.blueprints.auth.forms import LocalLoginForm, LogoutForm, SwitchOrgForm
+from portal.blueprints.auth.forms import InvitationForm, LocalLoginForm, LogoutForm, SwitchOrgForm
 from portal.blueprints.guards import login_redirect
-from portal.extensions import db
-from portal.services.accounts import authenticate_local, note_sign_in
+from portal.extensions import db, limiter
+from portal.models import User
+from portal.services import identities
+from portal.services.accounts import accept_invitation, authenticate_local, find_invitation, note_sign_in
 from portal.web import render
 
 
@@ -26,38 +30,145 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def _failed(response) -> bool:
+    """Only failures count against the sign-in limits."""
+    return response.status_code >= 400
+
+
+def _failure_limit() -> str:
+    return current_app.config["LOGIN_FAILURE_LIMIT"]
+
+
+def _account_key() -> str:
+    return "account:" + (request.form.get("email") or "").strip().lower()
+
+
+def _context() -> dict:
+    return {"request_id": g.request_id, "client_addr": request.remote_addr}
+
+
+def _finish_sign_in(user: User, *, method: str, next_url: str, oidc_session: dict | None = None):
+    """Everything a successful sign-in does, whichever way it came."""
+    messages = []
+    if identities.complete_pending_link(session.get("pending_link"), user, **_context()):
+        messages.append("Your new sign-in is now linked to this account.")
+    invitation_token = session.get("invitation_token")
+    if invitation_token and (invite := find_invitation(invitation_token)) is not None:
+        accept_invitation(invitation_token, user)
+        messages.append(f"You joined {invite.org.name}.")
+    note_sign_in(user, method=method, **_context())
+    db.session.commit()
+    start_session(user)  # a new session: nothing of the anonymous one survives
+    if oidc_session:
+        session["oidc"] = oidc_session
+    for message in messages:
+        flash(message)
+    return redirect(next_url)
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_failure_limit, methods=["POST"], deduct_when=_failed)
+@limiter.limit(_failure_limit, methods=["POST"], deduct_when=_failed, key_func=_account_key)
 def login():
-    """The sign-in page: local accounts where enabled (OIDC providers come next)."""
+    """The sign-in page: the configured identity providers, and local accounts where enabled."""
     form = LocalLoginForm()
     if request.method == "GET":
         form.next.data = request.args.get("next", "")
     local_enabled = current_app.config["LOCAL_LOGIN_ENABLED"]
+    context = {"form": form, "local_enabled": local_enabled, "providers": oidc.providers(),
+               "next": form.next.data or ""}
     if request.method == "POST":
         if not local_enabled:
             abort(404)
         if form.validate_on_submit():
             user = authenticate_local(form.email.data, form.password.data)
-            note_sign_in(user, method="local", email=None if user else form.email.data,
-                         request_id=g.request_id, client_addr=request.remote_addr)
-            db.session.commit()
             if user is not None:
-                start_session(user)
-                return redirect(safe_next(form.next.data))
+                return _finish_sign_in(user, method="local", next_url=safe_next(form.next.data))
+            note_sign_in(None, method="local", email=form.email.data, **_context())
+            db.session.commit()
         # One message for every failure: it never says whether the account exists.
         form.password.errors = ["Email or password is not right."]
-        return render("auth/login.html", form=form, local_enabled=local_enabled, status=401)
-    return render("auth/login.html", form=form, local_enabled=local_enabled)
+        return render("auth/login.html", status=401, **context)
+    return render("auth/login.html", **context)
+
+
+@bp.get("/login/oidc/<name>")
+def oidc_start(name: str):
+    """Send the browser to the identity provider (code flow, PKCE S256, state and nonce)."""
+    client = oidc.client_for(name)
+    if client is None:
+        abort(404)
+    session["oidc_started"] = name
+    session["oidc_next"] = safe_next(request.args.get("next"))
+    return client.authorize_redirect(url_for("auth.oidc_callback", name=name, _external=True))
+
+
+@bp.get("/login/oidc/<name>/callback")
+@limiter.limit(_failure_limit, deduct_when=_failed)
+def oidc_callback(name: str):
+    """The provider sends the browser back here: check everything, then sign in."""
+    if oidc.client_for(name) is None:
+        abort(404)
+    started_with = session.pop("oidc_started", None)
+    try:
+        verified = oidc.complete_sign_in(name, started_with, request.args)
+    except oidc.SignInError as error:
+        note_sign_in(None, method=f"oidc:{name}", **_context())
+        db.session.commit()
+        return render("auth/sign_in_problem.html", message=str(error), status=400)
+    outcome = identities.resolve(verified, invitation_token=session.get("invitation_token"), **_context())
+    if outcome.kind == "refused":
+        note_sign_in(None, method=f"oidc:{name}", email=verified.email, **_context())
+        db.session.commit()
+        return render("auth/sign_in_problem.html", message=outcome.message, status=403)
+    if outcome.kind == "link_pending":
+        db.session.commit()
+        session["pending_link"] = identities.pending_link_payload(outcome.user, verified)
+        return render("auth/link_account.html", email=verified.email, providers=oidc.providers(),
+                      local_enabled=current_app.config["LOCAL_LOGIN_ENABLED"], form=LocalLoginForm())
+    return _finish_sign_in(
+        outcome.user,
+        method=f"oidc:{name}",
+        next_url=session.get("oidc_next") or url_for("public.index"),
+        oidc_session={"provider": name, "id_token": verified.id_token},
+    )
+
+
+@bp.route("/invitations/<token>", methods=["GET", "POST"])
+def invitation(token: str):
+    """An invitation link: sign in to accept it (the first identity that does is bound to it)."""
+    invite = find_invitation(token)
+    if invite is None:
+        return render("auth/invitation_invalid.html", status=410)  # unknown, used or expired: all alike
+    form = InvitationForm()
+    if current_user.is_authenticated:
+        if request.method == "POST" and form.validate_on_submit():
+            accept_invitation(token, current_user._get_current_object())
+            db.session.commit()
+            session["org_id"] = invite.org_id
+            flash(f"You joined {invite.org.name}.")
+            return redirect(url_for("public.index"))
+    elif request.method == "POST":
+        abort(400)
+    else:
+        session["invitation_token"] = token
+    return render("auth/invitation.html", invite=invite, form=form, providers=oidc.providers(),
+                  local_enabled=current_app.config["LOCAL_LOGIN_ENABLED"])
 
 
 @bp.post("/logout")
 def logout():
-    """Sign out; the old session cookie is worthless afterwards."""
+    """Sign out here, and at the identity provider when it offers RP-initiated logout."""
     if not LogoutForm().validate_on_submit():
         abort(400)
+    provider = session.get("oidc") or {}
     end_session(current_user)
+    target = None
+    if provider.get("provider"):
+        target = oidc.end_session_url(provider["provider"], provider.get("id_token"),
+                                      url_for("auth.login", _external=True))
     flash("You are signed out.")
-    return redirect(url_for("auth.login"))
+    return redirect(target or url_for("auth.login"))
 
 
 @bp.post("/switch-org")
