@@ -11,9 +11,9 @@ Users are keyed by issuer + subject, never by email alone.
 from __future__ import annotations
 
 import time
-from urllib.parse import urlencode
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.flask_client import OAuth

@@ -10,8 +10,8 @@ from portal.blueprints.public import bp
 from portal.extensions import db
 from portal.models import Organization, PortalRequest
 from portal.services.errors import ServiceError
-from portal.services.requests import request_to_join
 from portal.services.licenses import public_jwks
+from portal.services.requests import request_to_join
 from portal.web import render
 
 
