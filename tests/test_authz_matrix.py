@@ -224,6 +224,7 @@ MATRIX: list[Row] = [
     Row("producer.home", "GET", area_route("producer", OK)),
     Row("customer.home", "GET", area_route("customer", OK)),
     Row("partner.home", "GET", area_route("partner", OK)),
+    Row("partner.customers", "GET", area_route("partner", OK), values={"q": "Contoso"}),
     # A partner works for a customer it serves, never for another partner's or anyone else's.
     Row("partner.switch_customer", "POST", relation="own", form=lambda w, role: {"customer_id": w.contoso.id},
         expect=area_route("partner", HOME["partner"])),

@@ -1,6 +1,6 @@
 """The partner portal (a shell for now: the customers it serves and the switcher)."""
 
-from flask import abort, redirect, request, session, url_for
+from flask import abort, current_app, redirect, request, session, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 
@@ -12,16 +12,37 @@ from portal.models import Organization
 from portal.web import render
 
 
+def _customers_page(actor, query: str, page: int):
+    """One page of the customers served, filtered by name, with their hierarchy paths."""
+    scope = policy.customers_served_by(actor)
+    if query:
+        scope = scope.where(Organization.name.icontains(query, autoescape=True))
+    pagination = db.paginate(scope, page=page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    return pagination, policy.hierarchy_paths(pagination.items)
+
+
 @bp.get("/")
 def home():
     """Landing page of a partner user: the customers it serves, derived from its attachments."""
     actor = current_actor()
-    customers = db.session.scalars(policy.customers_served_by(actor).limit(200)).all()
     entitlements = db.session.scalar(
         select(func.count()).select_from(policy.visible_entitlements(actor).subquery())
     )
     current = db.session.get(Organization, actor.customer_id) if actor.customer_id else None
-    return render("partner/home.html", customers=customers, entitlement_count=entitlements, current=current)
+    pagination, paths = _customers_page(actor, "", 1)
+    return render("partner/home.html", entitlement_count=entitlements, current=current,
+                  pagination=pagination, paths=paths, query="")
+
+
+@bp.get("/customers")
+def customers():
+    """The customers served, searchable and paginated (an htmx fragment inside the home page)."""
+    actor = current_actor()
+    query = request.args.get("q", "").strip()[:100]
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    pagination, paths = _customers_page(actor, query, page)
+    return render("partner/customers.html", fragment="partner/_customers.html", pagination=pagination,
+                  paths=paths, query=query)
 
 
 @bp.post("/customer")
