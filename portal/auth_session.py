@@ -6,7 +6,7 @@ disable, membership removal) makes every older cookie useless at its next reques
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app, g, request, session
 from flask_login import current_user, logout_user
@@ -38,13 +38,18 @@ def init_app(app: Flask) -> None:
         if "_user_id" not in session:
             return
         now = datetime.now(UTC).timestamp()
-        idle = current_app.config["SESSION_IDLE_TIMEOUT"].total_seconds()
-        lifetime = current_app.config["PERMANENT_SESSION_LIFETIME"].total_seconds()
+        idle = _seconds(current_app.config["SESSION_IDLE_TIMEOUT"])
+        lifetime = _seconds(current_app.config["PERMANENT_SESSION_LIFETIME"])
         if now - session.get("seen_at", now) > idle or now - session.get("login_at", now) > lifetime:
             logout_user()
             session.clear()
             return
         session["seen_at"] = now
+
+
+def _seconds(value: timedelta | int | float) -> float:
+    """Config durations: a timedelta in instance/config.py, seconds from PORTAL_* variables."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def memberships_of(user: User) -> list[Membership]:
