@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,10 +22,14 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.pool import NullPool
+from werkzeug.serving import make_server
 
 from portal import create_app
 from portal.extensions import db
 from tests import factories
+
+# The real OIDC provider fixtures (``oidc_providers``, ``portal_port``).
+pytest_plugins = ["tests.oidc.provider"]
 
 TEST_DB = os.environ.get("PORTAL_TEST_DB", "sqlite")
 POSTGRES_SERVER = os.environ.get("PORTAL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -223,3 +228,19 @@ def count_queries(app):
             event.remove(db.engine, "before_cursor_execute", _before)
 
     return _count
+
+
+@pytest.fixture
+def live_server(app, portal_port) -> Iterator[str]:
+    """The test's app served on 127.0.0.1:``portal_port`` in a daemon thread.
+
+    A fixed port, because the test identity providers know the portal's redirect URIs.
+    The server shares the test's database.
+    """
+    server = make_server("127.0.0.1", portal_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{portal_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,6 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from sqlalchemy import create_engine, select, text
 from werkzeug.security import generate_password_hash
-from werkzeug.serving import make_server
 
 from portal.database import begin_write
 from portal.demo import load_demo
@@ -76,18 +74,6 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def live_server(app) -> Iterator[str]:
-    """The test's app on a free port, in a daemon thread; it shares the test's database."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
-@pytest.fixture
 def base_url(live_server) -> str:
     return live_server
 
@@ -112,10 +98,19 @@ class Browse:
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
         page.on("response", self._response)
-        page.on("requestfailed", lambda req: self.problems.append(f"request failed: {req.method} {req.url}"))
+        page.on("requestfailed", self._request_failed)
+        # Pages of other origins (an identity provider's login page) are not ours to judge.
+        self.foreign_origins: list[str] = []
+
+    def _foreign(self, url: str | None) -> bool:
+        return bool(url) and any(url.startswith(origin) for origin in self.foreign_origins)
+
+    def _request_failed(self, request) -> None:
+        if not self._foreign(request.frame.url):
+            self.problems.append(f"request failed: {request.method} {request.url}")
 
     def _console(self, message) -> None:
-        if message.type == "error":
+        if message.type == "error" and not self._foreign(message.location.get("url")):
             self.problems.append(f"console error: {message.text} ({message.location.get('url')})")
 
     def _response(self, response) -> None:
@@ -123,7 +118,8 @@ class Browse:
             self.problems.append(f"HTTP {response.status}: {response.request.method} {response.url}")
 
     def csp_violation(self, text: str) -> None:
-        self.problems.append(f"CSP violation: {text}")
+        if not any(origin in text for origin in self.foreign_origins):
+            self.problems.append(f"CSP violation: {text}")
 
     def snap(self, label: str | None = None, full_page: bool = False) -> Path:
         """Save a screenshot of what the browser shows now (the viewport: it is quicker)."""
