@@ -30,6 +30,8 @@ def test_search_and_page_through_customers(browse, reseller_world):
     expect(page.locator("#customer-count")).to_have_text("30")
     expect(page.locator("#customers-summary")).to_have_text("30 customers")
     expect(page.locator(".customer-row")).to_have_count(25)
+    # htmx runs under the strict CSP: no eval, no injected indicator styles.
+    assert page.evaluate("[htmx.config.allowEval, htmx.config.includeIndicatorStyles]") == [False, False]
     browse.snap("customers-first-page")
 
     with page.expect_request(lambda r: "/partner/customers" in r.url and r.headers.get("hx-request") == "true"):
