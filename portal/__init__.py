@@ -47,6 +47,12 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
 
         app.jinja_env.undefined = jinja2.StrictUndefined
 
+    if app.config["PROXY_HOPS"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = int(app.config["PROXY_HOPS"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine)

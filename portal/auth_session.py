@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from portal.extensions import db, login_manager
 from portal.models import Membership, Organization, User
-from portal.policy import Actor
+from portal.policy import Actor, customers_served_by
 
 
 def init_app(app: Flask) -> None:
@@ -81,10 +81,22 @@ def current_actor() -> Actor | None:
                 role=chosen.role,
                 request_id=g.get("request_id"),
                 client_addr=request.remote_addr,
-                customer_id=session.get("customer_id") if chosen.org.is_partner else None,
             )
+            actor = actor.for_customer(_still_served(actor, session.get("customer_id")))
     g.actor = actor
     return actor
+
+
+def _still_served(actor: Actor, customer_id: int | None) -> int | None:
+    """The customer a partner chose, while it still serves it (attachments can be revoked)."""
+    if customer_id is None or not actor.is_partner:
+        return None
+    served = db.session.scalar(
+        customers_served_by(actor).where(Organization.id == customer_id).with_only_columns(Organization.id)
+    )
+    if served is None:
+        session.pop("customer_id", None)
+    return served
 
 
 def start_session(user: User) -> None:

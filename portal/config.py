@@ -9,6 +9,11 @@ class Defaults:
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
 
     BASE_URL = "http://127.0.0.1:5000"
+    # Behind a reverse proxy or load balancer: how many proxies set X-Forwarded-For/-Proto/-Host
+    # (then client addresses, rate limits and OIDC redirect URIs see the real client and scheme).
+    PROXY_HOPS = 0
+    # CSRF tokens are tied to the session; they need no clock of their own shorter than it.
+    WTF_CSRF_TIME_LIMIT = None
     LOCAL_LOGIN_ENABLED = False
     OIDC_PROVIDERS: dict = {}
 

@@ -361,9 +361,10 @@ def can(actor: Actor | None, action: str, obj: Any = None) -> bool:
     if isinstance(obj, EntitlementLine):
         return _can_entitlement(actor, action, obj.entitlement)
     if isinstance(obj, Activation):
-        if action in ("return", "rehost", "download"):
-            return obj.active and _can_entitlement(actor, "activate" if action != "download" else "view",
-                                                   obj.line.entitlement)
+        if action in ("return", "rehost"):
+            return obj.active and _can_entitlement(actor, "activate", obj.line.entitlement)
+        if action == "download":  # the .lic file: as downloading the entitlement's software
+            return obj.active and _can_entitlement(actor, "download", obj.line.entitlement)
         return _can_entitlement(actor, action, obj.line.entitlement)
     if isinstance(obj, Organization):
         return _can_organization(actor, action, obj)

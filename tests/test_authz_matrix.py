@@ -178,9 +178,14 @@ def _own_org(w: World, role: str) -> dict[str, Any]:
     return {"org_id": (w.org_of(role) or w.contoso).id}
 
 
-def _invite(w: World) -> str:
+def _email_of(role: str) -> str:
+    """The email ``_client_for`` gives the role's user."""
+    return "lonely@example.com" if role == NO_MEMBERSHIP else f"{role}@example.com"
+
+
+def _invite(w: World, email: str = "invitee@example.com") -> str:
     """A fresh invitation into Contoso (made while the cell builds its URL)."""
-    _, token = invite_user(system_actor(w.acme), w.contoso, "invitee@example.com", "member")
+    _, token = invite_user(system_actor(w.acme), w.contoso, email, "member")
     db.session.commit()
     return token
 
@@ -206,9 +211,14 @@ MATRIX: list[Row] = [
     Row("auth.oidc_callback", "GET", everyone(NOT_FOUND), values={"name": "nowhere"}),
     # Invitations: a valid link shows its page to anyone; accepting needs a signed-in user.
     Row("auth.invitation", "GET", everyone(OK), relation="own", values=lambda w, role: {"token": _invite(w)}),
-    Row("auth.invitation", "POST", relation="own", values=lambda w, role: {"token": _invite(w)},
+    Row("auth.invitation", "POST", relation="own", values=lambda w, role: {"token": _invite(w, _email_of(role))},
         expect=signed_in(producer=Expect(302, "/"), customer=Expect(302, "/"), partner=Expect(302, "/"),
                          no_membership=Expect(302, "/"), anonymous=Expect(400))),
+    # Someone else's invitation (a forwarded link) joins nobody else. ("another_partner": the
+    # relation slot for "someone else's valid object"; another_customer is the invalid link.)
+    Row("auth.invitation", "POST", relation="another_partner", values=lambda w, role: {"token": _invite(w)},
+        expect=signed_in(producer=Expect(403), customer=Expect(403), partner=Expect(403),
+                         no_membership=Expect(403), anonymous=Expect(400))),
     # An unknown, used or expired link: 410 with a page that says so, the same for all three.
     Row("auth.invitation", "GET", everyone(Expect(410)), relation="another_customer", values={"token": "not-a-token"}),
     Row("auth.invitation", "POST", everyone(Expect(410)), relation="another_customer",

@@ -153,6 +153,9 @@ def accept_invitation(token: str, user: User) -> Membership:
     invitation = find_invitation(token)
     if invitation is None:
         raise ServiceError("This invitation link is not valid any more.")
+    if user.email != invitation.email:
+        # An invitation is for one person: a forwarded or leaked link joins nobody else.
+        raise NotAllowed(f"This invitation is for {invitation.email}; you are signed in as {user.email}.")
     invitation.used_at = utcnow()
     invitation.used_by_id = user.id
     membership = db.session.scalar(

@@ -200,12 +200,16 @@ def attach_partner(
     *,
     relation: str = "services",
     permissions: Iterable[str] = ("view",),
+    merge: bool = False,
 ) -> list[Attachment]:
     """Attach one partner to one or many entitlements with chosen permissions (all or none).
 
-    An existing live attachment of that partner is updated to the new relation and permissions.
+    An existing live attachment of that partner gets the new permissions (``merge=True``:
+    the union of old and new, keeping its relation, so a granted request never takes
+    rights away from the seller).
     """
     permissions = set(permissions)
+    entitlements = list({e.id: e for e in entitlements}.values())
     if relation not in RELATIONS:
         raise ServiceError("Choose sold, distributed or services.", field="relation")
     if not permissions <= {"view", "download", "activate"}:
@@ -235,9 +239,13 @@ def attach_partner(
             entitlement.attachments.append(attachment)
             action = "attachment.grant"
         else:
-            attachment.relation = relation
-            attachment.can_download = "download" in permissions
-            attachment.can_activate = "activate" in permissions
+            if merge:
+                attachment.can_download = attachment.can_download or "download" in permissions
+                attachment.can_activate = attachment.can_activate or "activate" in permissions
+            else:
+                attachment.relation = relation
+                attachment.can_download = "download" in permissions
+                attachment.can_activate = "activate" in permissions
             action = "attachment.update"
         db.session.flush()
         record(actor, action, attachment, subject_org=entitlement.owner, details={

@@ -64,30 +64,31 @@ def resolve(verified: VerifiedIdentity, *, invitation_token: str | None = None,
         identity.last_login_at = utcnow()
         if verified.email:
             identity.email = verified.email
-        if invitation_token and find_invitation(invitation_token):
-            accept_invitation(invitation_token, user)
-        return Outcome("signed_in", user)
+        return Outcome("signed_in", user)  # a pending invitation is confirmed on its page
 
     if invitation_token and (invitation := find_invitation(invitation_token)) is not None:
         # The first identity that signs in with the link becomes the invited user's.
         user = find_user_by_email(invitation.email)
         if user is None:
             user = create_user(invitation.email, verified.name or invitation.email)
-        elif _has_identity_from(user, verified.issuer):
-            return Outcome("refused", message="That account already signs in with another identity at this "
-                                              "provider. Sign in with that one to accept the invitation.")
+        elif not (verified.email_verified and verified.email == invitation.email) or _has_identity_from(
+                user, verified.issuer):
+            # The invited email has an account already: a link must not hand it to whoever holds it.
+            return Outcome("refused", message="This invitation is for an existing account. Sign in to that "
+                                              "account the usual way, then open the invitation link again.")
         if not user.active:
             return Outcome("refused", message="This account is disabled. Ask your administrator.")
         link_identity(user, verified.issuer, verified.subject, verified.email, how="invitation", **context)
         accept_invitation(invitation_token, user)
         return Outcome("signed_in", user)
 
-    if not verified.email:
-        return Outcome("refused", message="Your identity provider did not share your email address; "
+    if not verified.email or not verified.email_verified:
+        # An unverified email could be anyone's: it never names an account here.
+        return Outcome("refused", message="Your identity provider did not confirm your email address; "
                                           "the portal needs it. Ask your administrator for an invitation.")
     existing = find_user_by_email(verified.email)
     if existing is not None:
-        if verified.email_verified and not _has_identity_from(existing, verified.issuer) and existing.active:
+        if not _has_identity_from(existing, verified.issuer) and existing.active:
             return Outcome("link_pending", existing)
         return Outcome("refused", message="An account with this email exists already. Ask your "
                                           "administrator for an invitation to link this sign-in to it.")

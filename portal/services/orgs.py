@@ -8,8 +8,10 @@ from portal.extensions import db
 from portal.models import (
     ChannelRelationship,
     Entitlement,
+    Invitation,
     Membership,
     Organization,
+    PortalRequest,
     User,
 )
 from portal.models.orgs import ORG_KINDS, PARTNER_KINDS, ROLES_BY_KIND
@@ -149,6 +151,11 @@ def delete_organization(actor: Actor, org: Organization) -> None:
         raise Conflict("It still owns entitlements; transfer them first.")
     if db.session.scalar(select(func.count()).where(Membership.org_id == org.id)):
         raise Conflict("It still has members; remove them first.")
+    if db.session.scalar(select(func.count()).where(Invitation.org_id == org.id)):
+        raise Conflict("It has invitations on record; it stays for their history.")
+    if db.session.scalar(select(func.count()).where(
+            (PortalRequest.target_org_id == org.id) | (PortalRequest.requester_org_id == org.id))):
+        raise Conflict("It has requests on record; it stays for their history.")
     parent = org.parent
     record(actor, "organization.delete", org, subject_org=parent, acting_for_owner=False,
            details={"name": org.name, "path": org.path})

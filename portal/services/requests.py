@@ -10,7 +10,7 @@ from portal.extensions import db
 from portal.models import Entitlement, Membership, Organization, PortalRequest, User, utcnow
 from portal.models.orgs import PARTNER_KINDS
 from portal.policy import Actor, can
-from portal.services.audit import record
+from portal.services.audit import record, record_user_event
 from portal.services.entitlements import attach_partner
 from portal.services.errors import Conflict, NotAllowed, ServiceError
 from portal.services.mail import queue_email
@@ -47,10 +47,9 @@ def request_to_join(user: User, org: Organization | None, *, message: str | None
     )
     db.session.add(req)
     db.session.flush()
-    producer = db.session.scalar(select(Organization).where(Organization.kind == "producer"))
-    actor = Actor(user=user, org=org or producer, role="requester")
-    record(actor, "request.create", req, subject_org=org, acting_for_owner=False,
-           details={"kind": "join_org", "organization": org.name if org else organization_name})
+    # The requester belongs to no organization: a user event, visible to the target's admins.
+    record_user_event(user, "request.create", details={
+        "kind": "join_org", "request_id": req.id, "organization": org.name if org else organization_name})
     return req
 
 
@@ -107,6 +106,9 @@ def apply_as_partner(user: User, *, company: str, kind: str, email: str | None =
         raise ServiceError("Choose distributor, reseller or service provider.", field="kind")
     if not (company or "").strip():
         raise ServiceError("Enter the company name.", field="company")
+    for field, value, limit in (("company", company, 200), ("email", email, 254), ("website", website, 300)):
+        if value and len(value.strip()) > limit:
+            raise ServiceError(f"Keep it under {limit} characters.", field=field)
     req = PortalRequest(
         kind="partner_application", requester_user_id=user.id, message=_message(message),
         details={"company": company.strip(), "kind": kind, "email": email, "website": website},
@@ -114,9 +116,8 @@ def apply_as_partner(user: User, *, company: str, kind: str, email: str | None =
     )
     db.session.add(req)
     db.session.flush()
-    producer = db.session.scalar(select(Organization).where(Organization.kind == "producer"))
-    record(Actor(user=user, org=producer, role="requester"), "request.create", req, acting_for_owner=False,
-           details={"kind": "partner_application", "company": company.strip()})
+    record_user_event(user, "request.create", details={
+        "kind": "partner_application", "request_id": req.id, "company": company.strip()})
     return req
 
 
@@ -132,6 +133,8 @@ def withdraw_request(actor: Actor, req: PortalRequest) -> PortalRequest:
 
 def decide_request(actor: Actor, req: PortalRequest, *, approve: bool, note: str | None = None) -> PortalRequest:
     """Approve or reject a pending request, carry out an approval, tell the requester."""
+    # Two deciders at once: the second waits for the first, then sees its decision.
+    db.session.refresh(req, with_for_update=True)
     # Views load the request through the policy first, so the state is no secret here.
     if req.state != "pending":
         raise Conflict(f"This request is {req.state} already.")
@@ -177,7 +180,7 @@ def _carry_out(actor: Actor, req: PortalRequest) -> None:
         if not entitlements:
             raise ServiceError("None of the requested entitlements belongs to this customer.")
         attach_partner(actor, entitlements, req.requester_org, relation="services",
-                       permissions=req.details.get("permissions", ["view"]))
+                       permissions=req.details.get("permissions", ["view"]), merge=True)
     elif req.kind == "transfer":
         entitlement = req.entitlement
         previous = entitlement.owner

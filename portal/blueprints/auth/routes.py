@@ -13,16 +13,18 @@ from portal.auth_session import end_session, memberships_of, start_session
 from portal.blueprints.auth import bp
 from portal.blueprints.auth.forms import InvitationForm, LocalLoginForm, LogoutForm, SwitchOrgForm
 from portal.blueprints.guards import login_redirect
+from portal.database import begin_write
 from portal.extensions import db, limiter
 from portal.models import User
 from portal.services import identities
 from portal.services.accounts import accept_invitation, authenticate_local, find_invitation, note_sign_in
+from portal.services.errors import ServiceError
 from portal.web import render
 
 
 def safe_next(target: str | None) -> str:
     """Only our own paths: no scheme, no host, no protocol-relative or backslash tricks."""
-    if not target:
+    if not target or any(ord(char) < 32 or ord(char) == 127 for char in target):
         return url_for("public.index")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -53,9 +55,9 @@ def _finish_sign_in(user: User, *, method: str, next_url: str, oidc_session: dic
     if identities.complete_pending_link(session.get("pending_link"), user, **_context()):
         messages.append("Your new sign-in is now linked to this account.")
     invitation_token = session.get("invitation_token")
-    if invitation_token and (invite := find_invitation(invitation_token)) is not None:
-        accept_invitation(invitation_token, user)
-        messages.append(f"You joined {invite.org.name}.")
+    if invitation_token and find_invitation(invitation_token) is not None:
+        # Never accepted silently: the invitation page asks, and checks it is this user's.
+        next_url = url_for("auth.invitation", token=invitation_token)
     note_sign_in(user, method=method, **_context())
     db.session.commit()
     start_session(user)  # a new session: nothing of the anonymous one survives
@@ -98,6 +100,9 @@ def oidc_start(name: str):
     client = oidc.client_for(name)
     if client is None:
         abort(404)
+    # One flow at a time: drop the state of flows that never came back (the cookie stays small).
+    for key in [k for k in session if k.startswith("_state_")]:
+        session.pop(key)
     session["oidc_started"] = name
     session["oidc_next"] = safe_next(request.args.get("next"))
     return client.authorize_redirect(url_for("auth.oidc_callback", name=name, _external=True))
@@ -109,6 +114,7 @@ def oidc_callback(name: str):
     """The provider sends the browser back here: check everything, then sign in."""
     if oidc.client_for(name) is None:
         abort(404)
+    begin_write()  # a GET that creates users: take SQLite's write lock before reading
     started_with = session.pop("oidc_started", None)
     try:
         verified = oidc.complete_sign_in(name, started_with, request.args)
@@ -143,8 +149,13 @@ def invitation(token: str):
     form = InvitationForm()
     if current_user.is_authenticated:
         if request.method == "POST" and form.validate_on_submit():
-            accept_invitation(token, current_user._get_current_object())
+            try:
+                accept_invitation(token, current_user._get_current_object())
+            except ServiceError as error:
+                db.session.rollback()
+                return render("auth/sign_in_problem.html", message=error.message, status=403)
             db.session.commit()
+            session.pop("invitation_token", None)
             session["org_id"] = invite.org_id
             flash(f"You joined {invite.org.name}.")
             return redirect(url_for("public.index"))

@@ -39,7 +39,7 @@ def customers():
     """The customers served, searchable and paginated (an htmx fragment inside the home page)."""
     actor = current_actor()
     query = request.args.get("q", "").strip()[:100]
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), 100_000)
     pagination, paths = _customers_page(actor, query, page)
     return render("partner/customers.html", fragment="partner/_customers.html", pagination=pagination,
                   paths=paths, query=query)
@@ -55,7 +55,7 @@ def switch_customer():
     if raw == "":
         session.pop("customer_id", None)
         return redirect(url_for("partner.home"))
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 10):
         abort(404)
     served = db.session.scalar(
         policy.customers_served_by(actor).where(Organization.id == int(raw)).with_only_columns(Organization.id)
