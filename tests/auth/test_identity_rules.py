@@ -148,3 +148,17 @@ def test_attach_twice_in_one_call_and_delete_with_history(make):
         delete_organization(make.system, site)
     with pytest.raises(ServiceError):
         apply_as_partner(make.user(customer), company="x" * 201, kind="reseller")
+
+
+@pytest.mark.parametrize("app_config", [{"PROXY_HOPS": 1}])
+def test_behind_one_proxy_the_client_address_is_the_forwarded_one(client, make):
+    from portal.models import AuditEvent
+
+    client.post("/login", data={"email": "nobody@contoso.com", "password": "wrong password"},
+                headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"})
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "session.sign_in_failed"))
+    assert event.client_addr == "203.0.113.7"
+
+
+def test_csrf_tokens_last_as_long_as_the_session(app):
+    assert app.config["WTF_CSRF_TIME_LIMIT"] is None

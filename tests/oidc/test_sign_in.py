@@ -301,3 +301,12 @@ def test_disabled_users_open_session_is_refused(client, make, oidc_providers):
     assert client.get("/customer/").status_code == 302
     again = sign_in(client, "alpha", "max")
     assert again.status_code == 403 and "disabled" in again.get_data(as_text=True)
+
+
+def test_abandoned_flows_do_not_grow_the_session(client, oidc_providers):
+    for _ in range(5):
+        start(client, "alpha")
+    start(client, "beta")
+    with client.session_transaction() as session:
+        states = [key for key in session if key.startswith("_state_")]
+    assert len(states) == 1 and states[0].startswith("_state_beta_")
