@@ -378,41 +378,37 @@ def can(actor: Actor | None, action: str, obj: Any = None) -> bool:
 # --- loaders: 404 for anything not visible ------------------------------------------------
 
 
-def load_entitlement(actor: Actor, code: str) -> Entitlement:
-    entitlement = db.session.scalar(visible_entitlements(actor).where(Entitlement.code == code))
-    if entitlement is None:
+def _one_or_404(query: Select):
+    """The one row of a scoped query, or 404: exactly as if it did not exist."""
+    found = db.session.scalar(query)
+    if found is None:
         abort(404)
-    return entitlement
+    return found
+
+
+def load_entitlement(actor: Actor, code: str) -> Entitlement:
+    return _one_or_404(visible_entitlements(actor).where(Entitlement.code == code))
 
 
 def load_line(actor: Actor, line_id: int) -> EntitlementLine:
-    line = db.session.scalar(
+    return _one_or_404(
         select(EntitlementLine)
         .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
         .where(EntitlementLine.id == line_id, entitlement_scope(actor))
     )
-    if line is None:
-        abort(404)
-    return line
 
 
 def load_activation(actor: Actor, activation_id: int) -> Activation:
-    activation = db.session.scalar(
+    return _one_or_404(
         select(Activation)
         .join(EntitlementLine, EntitlementLine.id == Activation.line_id)
         .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
         .where(Activation.id == activation_id, entitlement_scope(actor))
     )
-    if activation is None:
-        abort(404)
-    return activation
 
 
 def load_organization(actor: Actor, org_id: int) -> Organization:
-    org = db.session.scalar(visible_organizations(actor).where(Organization.id == org_id))
-    if org is None:
-        abort(404)
-    return org
+    return _one_or_404(visible_organizations(actor).where(Organization.id == org_id))
 
 
 def load_attachment(actor: Actor, attachment_id: int) -> Attachment:
