@@ -239,23 +239,30 @@ def own_attachment(actor: Actor, entitlement: Entitlement) -> Attachment | None:
     )
 
 
+def _partner_sees(actor: Actor, entitlement: Entitlement, attachment: Attachment | None) -> bool:
+    """A partner sees its stock and what its own live attachment lets it view."""
+    if actor.customer_id is not None and entitlement.owner_id != actor.customer_id:
+        return False
+    return entitlement.owner_id == actor.org.id or (attachment is not None and attachment.can_view)
+
+
 def sees_entitlement(actor: Actor, entitlement: Entitlement) -> bool:
     if actor.is_producer:
         return True
     if actor.is_customer:
         return _in_subtree(entitlement.owner, actor.org)
     if actor.is_partner:
-        if actor.customer_id is not None and entitlement.owner_id != actor.customer_id:
-            return False
-        if entitlement.owner_id == actor.org.id:
-            return True
-        attachment = own_attachment(actor, entitlement)
-        return attachment is not None and attachment.can_view
+        return _partner_sees(actor, entitlement, own_attachment(actor, entitlement))
     return False
 
 
 def _can_entitlement(actor: Actor, action: str, entitlement: Entitlement) -> bool:
-    if not sees_entitlement(actor, entitlement):
+    # A partner's attachment is read once here and serves both the visibility and the action.
+    attachment = own_attachment(actor, entitlement) if actor.is_partner else None
+    if actor.is_partner:
+        if not _partner_sees(actor, entitlement, attachment):
+            return False
+    elif not sees_entitlement(actor, entitlement):
         return False
     in_stock = entitlement.owner.kind != "customer"
     usable = entitlement.status == "active" and not in_stock
@@ -278,7 +285,6 @@ def _can_entitlement(actor: Actor, action: str, entitlement: Entitlement) -> boo
     if actor.is_partner:
         if action == "assign":
             return in_stock and entitlement.owner_id == actor.org.id and entitlement.status == "active"
-        attachment = own_attachment(actor, entitlement)
         if action == "download":
             # Stock: the holder may download what it is about to assign, whatever its own
             # attachment says (revoked or view-only); everyone else per its attachment.
@@ -426,19 +432,18 @@ def load_request(actor: Actor, request_id: int) -> PortalRequest:
 
 
 def hierarchy_paths(orgs: list[Organization]) -> dict[int, str]:
-    """Hierarchy paths of many organizations with one query for all their ancestors."""
-    ids = {i for org in orgs for i in org.ancestor_ids}
-    names = dict(db.session.execute(select(Organization.id, Organization.name).where(Organization.id.in_(ids))).all())
-    return {org.id: " > ".join(names.get(i, "?") for i in org.ancestor_ids) or org.name for org in orgs}
+    """Hierarchy paths of many organizations with one query for all their ancestors (none
+    when every one of them is top-level)."""
+    ancestors = {org.id: org.ancestor_ids[:-1] for org in orgs}
+    ids = {i for chain in ancestors.values() for i in chain}
+    names = dict(db.session.execute(
+        select(Organization.id, Organization.name).where(Organization.id.in_(ids))).all()) if ids else {}
+    return {org.id: " > ".join([*(names.get(i, "?") for i in ancestors[org.id]), org.name]) for org in orgs}
 
 
 def hierarchy_path(org: Organization) -> str:
     """'Contoso Group > Contoso Germany > Contoso Munich Plant' (one query for the ancestors)."""
-    ids = org.ancestor_ids
-    if len(ids) <= 1:
-        return org.name
-    names = dict(db.session.execute(select(Organization.id, Organization.name).where(Organization.id.in_(ids))).all())
-    return " > ".join(names.get(i, "?") for i in ids)
+    return hierarchy_paths([org])[org.id]
 
 
 __all__ = [
