@@ -76,11 +76,9 @@ def login():
     form = LocalLoginForm()
     if request.method == "GET":
         form.next.data = request.args.get("next", "")
-    local_enabled = current_app.config["LOCAL_LOGIN_ENABLED"]
-    context = {"form": form, "local_enabled": local_enabled, "providers": oidc.providers(),
-               "next": form.next.data or ""}
+    context = {"form": form, "providers": oidc.providers(), "next": form.next.data or ""}
     if request.method == "POST":
-        if not local_enabled:
+        if not current_app.config["LOCAL_LOGIN_ENABLED"]:
             abort(404)
         if form.validate_on_submit():
             user = authenticate_local(form.email.data, form.password.data)
@@ -130,8 +128,7 @@ def oidc_callback(name: str):
     if outcome.kind == "link_pending":
         db.session.commit()
         session["pending_link"] = identities.pending_link_payload(outcome.user, verified)
-        return render("auth/link_account.html", email=verified.email, providers=oidc.providers(),
-                      local_enabled=current_app.config["LOCAL_LOGIN_ENABLED"], form=LocalLoginForm())
+        return render("auth/link_account.html", email=verified.email, providers=oidc.providers())
     return _finish_sign_in(
         outcome.user,
         method=f"oidc:{name}",
@@ -163,8 +160,7 @@ def invitation(token: str):
         abort(400)
     else:
         session["invitation_token"] = token
-    return render("auth/invitation.html", invite=invite, form=form, providers=oidc.providers(),
-                  local_enabled=current_app.config["LOCAL_LOGIN_ENABLED"])
+    return render("auth/invitation.html", invite=invite, form=form, providers=oidc.providers())
 
 
 @bp.post("/logout")
