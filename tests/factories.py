@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from portal.database import begin_write
 from portal.extensions import db
-from portal.models import Membership, Organization, Product, User
+from portal.models import Identity, Membership, Organization, Product, User
 from portal.policy import Actor, system_actor
 from portal.services.accounts import create_user
 from portal.services.entitlements import LineSpec, attach_partner, create_entitlement
@@ -59,6 +59,13 @@ class Factory:
         db.session.add(Membership(user=user, org=org, role=role))
         db.session.commit()
         return user
+
+    def identity(self, user: User, issuer: str, subject: str) -> Identity:
+        """An OIDC identity (issuer + subject) that signs in as ``user``."""
+        identity = Identity(user_id=user.id, issuer=issuer, subject=subject)
+        db.session.add(identity)
+        db.session.commit()
+        return identity
 
     def actor(self, org: Organization, role: str | None = None) -> Actor:
         user = self.user(org, role)

@@ -5,9 +5,6 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from portal.extensions import db
-from portal.models import Identity
-
 
 @pytest.fixture
 def browse(browse, oidc_providers):
@@ -37,8 +34,7 @@ def test_known_user_signs_in_with_the_provider(browse, make, oidc_providers):
     customer = make.customer("Contoso Group")
     make.entitlement(customer)
     user = make.user(customer, "admin", email="olga@contoso.com")
-    db.session.add(Identity(user_id=user.id, issuer=oidc_providers["beta"].issuer, subject="olga"))
-    db.session.commit()
+    make.identity(user, oidc_providers["beta"].issuer, "olga")
     page = browse.goto("/login")
     expect(page.get_by_role("link", name="Sign in with Alpha SSO")).to_be_visible()
     page.get_by_role("link", name="Sign in with Beta SSO").click()

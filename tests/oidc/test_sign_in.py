@@ -71,8 +71,7 @@ def test_round_trip_with_a_plain_http_client(live_server, oidc_providers):
 def test_known_identity_signs_in_and_lands_on_its_portal(client, make, oidc_providers):
     customer = make.customer("Contoso")
     user = make.user(customer, "admin", email="erin@contoso.com")
-    db.session.add(Identity(user_id=user.id, issuer=oidc_providers["beta"].issuer, subject="erin"))
-    db.session.commit()
+    make.identity(user, oidc_providers["beta"].issuer, "erin")
     response = sign_in(client, "beta", "erin")
     assert response.status_code == 302 and response.headers["Location"] == "/"
     assert client.get("/customer/").status_code == 200
@@ -83,8 +82,7 @@ def test_known_identity_signs_in_and_lands_on_its_portal(client, make, oidc_prov
 def test_same_subject_at_another_issuer_is_someone_else(client, make, oidc_providers):
     customer = make.customer("Contoso")
     user = make.user(customer, "admin", email="erin@contoso.com")
-    db.session.add(Identity(user_id=user.id, issuer=oidc_providers["beta"].issuer, subject="erin"))
-    db.session.commit()
+    make.identity(user, oidc_providers["beta"].issuer, "erin")
     sign_in(client, "alpha", "erin")  # alpha's "erin" is not beta's "erin"
     assert client.get("/customer/").headers["Location"] == "/no-access"
 
@@ -92,8 +90,7 @@ def test_same_subject_at_another_issuer_is_someone_else(client, make, oidc_provi
 def test_next_is_kept_through_the_provider(client, make, oidc_providers):
     customer = make.customer("Contoso")
     user = make.user(customer, "admin")
-    db.session.add(Identity(user_id=user.id, issuer=oidc_providers["alpha"].issuer, subject="frank"))
-    db.session.commit()
+    make.identity(user, oidc_providers["alpha"].issuer, "frank")
     response = client.get(at_provider(start(client, "alpha", next="/customer/?x=1"), "frank"))
     assert response.headers["Location"] == "/customer/?x=1"
     evil = client.get(at_provider(start(client, "alpha", next="https://evil.example/"), "frank"))
@@ -274,8 +271,7 @@ def test_matching_email_is_linked_only_after_re_authentication(client, make, oid
 def test_logout_goes_to_the_provider_and_the_old_cookie_is_refused(client, make, oidc_providers):
     customer = make.customer("Contoso")
     user = make.user(customer, "admin")
-    db.session.add(Identity(user_id=user.id, issuer=oidc_providers["alpha"].issuer, subject="lee"))
-    db.session.commit()
+    make.identity(user, oidc_providers["alpha"].issuer, "lee")
     sign_in(client, "alpha", "lee")
     old_cookie = client.get_cookie("portal_session").value
     response = client.post("/logout")
@@ -292,8 +288,7 @@ def test_logout_goes_to_the_provider_and_the_old_cookie_is_refused(client, make,
 def test_disabled_users_open_session_is_refused(client, make, oidc_providers):
     customer = make.customer("Contoso")
     user = make.user(customer, "admin")
-    db.session.add(Identity(user_id=user.id, issuer=oidc_providers["alpha"].issuer, subject="max"))
-    db.session.commit()
+    make.identity(user, oidc_providers["alpha"].issuer, "max")
     sign_in(client, "alpha", "max")
     assert client.get("/customer/").status_code == 200
     set_user_active(Actor(user=None, org=make.producer(), role="admin"), user, False)
