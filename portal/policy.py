@@ -16,10 +16,11 @@ may not see; actions are then checked with ``can``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 from flask import abort
-from sqlalchemy import Select, false, or_, select, true, union
+from sqlalchemy import Select, false, func, or_, select, true, union
 
 from portal.extensions import db
 from portal.models import (
@@ -34,6 +35,78 @@ from portal.models import (
     User,
 )
 from portal.models.orgs import PARTNER_KINDS
+
+# --- the vocabulary: every question ``can`` answers ---------------------------------------
+
+
+class Action(StrEnum):
+    """Every action the policy knows. ``can`` raises ``UnknownAction`` for anything else, and
+    for an action that does not apply to the kind of object asked about (``VOCABULARY``)."""
+
+    # Entitlements (and their lines)
+    VIEW = "view"
+    DOWNLOAD = "download"
+    ACTIVATE = "activate"
+    RECORD_USAGE = "record_usage"
+    ASSIGN = "assign"
+    ATTACH = "attach"
+    REVOKE = "revoke"
+    SUSPEND = "suspend"
+    EDIT = "edit"
+    REQUEST_TRANSFER = "request_transfer"
+    # Activations
+    RETURN = "return"
+    REHOST = "rehost"
+    # Organizations
+    CREATE_CHILD = "create_child"
+    MOVE = "move"
+    DELETE = "delete"
+    INVITE = "invite"
+    MANAGE_USERS = "manage_users"
+    # Requests
+    WITHDRAW = "withdraw"
+    DECIDE = "decide"
+    # The portal as a whole (no object)
+    MANAGE_CATALOG = "manage_catalog"
+    CREATE_ENTITLEMENT = "create_entitlement"
+    MODERATE = "moderate"
+    SEND_NOTIFICATION = "send_notification"
+    VIEW_REPORTS = "view_reports"
+    VIEW_AUDIT = "view_audit"
+    MANAGE_CHANNEL = "manage_channel"
+    MANAGE_ORGANIZATIONS = "manage_organizations"
+    IMPORT_ORDERS = "import_orders"
+    MANAGE_MAIL = "manage_mail"
+    MANAGE_PRODUCER_USERS = "manage_producer_users"
+    ATTACH_PARTNERS = "attach_partners"
+    REQUEST_ACCESS = "request_access"
+
+
+A = Action
+ENTITLEMENT_ACTIONS = frozenset({A.VIEW, A.DOWNLOAD, A.ACTIVATE, A.RECORD_USAGE, A.ASSIGN, A.ATTACH, A.REVOKE,
+                                 A.SUSPEND, A.EDIT, A.REQUEST_TRANSFER})
+ACTIVATION_ACTIONS = frozenset({A.VIEW, A.DOWNLOAD, A.RETURN, A.REHOST})
+ORGANIZATION_ACTIONS = frozenset({A.VIEW, A.EDIT, A.CREATE_CHILD, A.MOVE, A.DELETE, A.INVITE, A.MANAGE_USERS})
+ATTACHMENT_ACTIONS = frozenset({A.VIEW, A.REVOKE})
+REQUEST_ACTIONS = frozenset({A.VIEW, A.WITHDRAW, A.DECIDE})
+AREA_ACTIONS = frozenset({A.MANAGE_CATALOG, A.CREATE_ENTITLEMENT, A.MODERATE, A.SEND_NOTIFICATION, A.VIEW_REPORTS,
+                          A.VIEW_AUDIT, A.MANAGE_CHANNEL, A.MANAGE_ORGANIZATIONS, A.IMPORT_ORDERS, A.MANAGE_MAIL,
+                          A.MANAGE_PRODUCER_USERS, A.MANAGE_USERS, A.ATTACH_PARTNERS, A.REQUEST_TRANSFER,
+                          A.REQUEST_ACCESS})
+# Which actions apply to which kind of object (None: the portal as a whole).
+VOCABULARY: dict[type | None, frozenset[Action]] = {
+    None: AREA_ACTIONS,
+    Entitlement: ENTITLEMENT_ACTIONS,
+    EntitlementLine: ENTITLEMENT_ACTIONS,
+    Activation: ACTIVATION_ACTIONS,
+    Organization: ORGANIZATION_ACTIONS,
+    Attachment: ATTACHMENT_ACTIONS,
+    PortalRequest: REQUEST_ACTIONS,
+}
+
+
+class UnknownAction(ValueError):
+    """A misspelt action, or one that does not apply to that kind of object: a bug, never False."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +152,19 @@ class Actor:
 
     def for_customer(self, customer_id: int | None) -> Actor:
         return replace(self, customer_id=customer_id)
+
+    def on_behalf_of(self, owner: Organization | None) -> int | None:
+        """The customer this actor acts for when it touches an object of ``owner``.
+
+        Only a partner ever acts on behalf of someone: of the customer that owns the object,
+        or, for its own objects (stock it assigns, say), of the customer it is working for.
+        Producer staff and customer users act in their own name.
+        """
+        if not self.is_partner:
+            return None
+        if owner is not None and owner.kind == "customer":
+            return owner.id
+        return self.customer_id
 
 
 def system_actor(producer: Organization, **context: Any) -> Actor:
@@ -145,7 +231,10 @@ def customers_served_by(actor: Actor) -> Select:
 
 
 def visible_organizations(actor: Actor) -> Select:
-    """Organizations whose name and contact data the actor may see."""
+    """Organizations whose name and contact data the actor may see.
+
+    A partner working for one customer sees that customer (and itself and the producer).
+    """
     if actor.is_producer:
         return select(Organization)
     if actor.is_customer:
@@ -164,6 +253,8 @@ def visible_organizations(actor: Actor) -> Select:
         )
     if actor.is_partner:
         owners = select(Entitlement.owner_id).where(Entitlement.id.in_(partner_entitlement_ids(actor.org.id)))
+        if actor.customer_id is not None:
+            owners = owners.where(Entitlement.owner_id == actor.customer_id)
         return select(Organization).where(
             or_(
                 Organization.id == actor.org.id,
@@ -172,6 +263,62 @@ def visible_organizations(actor: Actor) -> Select:
             )
         )
     return select(Organization).where(false())
+
+
+def attachable_partners(actor: Actor) -> Select:
+    """Partners the actor may attach to entitlements: every active partner, by name, for
+    producer staff and customer admins; nobody for anyone else."""
+    if not (actor.is_producer or (actor.is_customer and actor.is_admin)):
+        return select(Organization).where(false())
+    return (
+        select(Organization)
+        .where(Organization.kind.in_(PARTNER_KINDS), Organization.status == "active")
+        .order_by(Organization.name, Organization.id)
+    )
+
+
+def assignable_customers(actor: Actor) -> Select:
+    """Customers a stocking partner may hand its stock to without a directory look-up: the
+    active customers it serves (only the chosen one while it works for one)."""
+    if not (actor.is_partner and actor.org.stocking):
+        return select(Organization).where(false())
+    served = customers_served_by(actor).where(Organization.status == "active")
+    if actor.customer_id is not None:
+        served = served.where(Organization.id == actor.customer_id)
+    return served
+
+
+def customer_by_exact_name(actor: Actor, name: str) -> Organization | None:
+    """The producer's customer directory, for a stocking partner that assigns stock to a new
+    customer: one active top-level or nested customer whose name matches exactly (ignoring
+    case and surrounding spaces), or None. It reveals nothing else: no list, no prefix search."""
+    name = (name or "").strip()
+    if not (actor.is_producer or (actor.is_partner and actor.org.stocking)) or not name:
+        return None
+    found = db.session.scalars(
+        select(Organization)
+        .where(Organization.kind == "customer", Organization.status == "active",
+               func.lower(Organization.name) == name.lower())
+        .order_by(Organization.id)
+        .limit(2)
+    ).all()
+    return found[0] if len(found) == 1 else None  # an ambiguous name finds nobody
+
+
+def join_target(name: str) -> Organization | None:
+    """The organization a join request may name: one active organization, other than the
+    producer, whose name matches exactly (ignoring case); None sends it to producer staff."""
+    name = (name or "").strip()
+    if not name:
+        return None
+    found = db.session.scalars(
+        select(Organization)
+        .where(Organization.kind != "producer", Organization.status == "active",
+               func.lower(Organization.name) == name.lower())
+        .order_by(Organization.id)
+        .limit(2)
+    ).all()
+    return found[0] if len(found) == 1 else None
 
 
 def attachment_scope(actor: Actor):
@@ -200,7 +347,9 @@ def visible_audit_events(actor: Actor) -> Select:
     if actor.is_customer and actor.is_admin:
         return query.where(AuditEvent.subject_org_id.in_(subtree_org_ids(actor.org)))
     if actor.is_partner and actor.is_admin:
-        return query.where(AuditEvent.org_id == actor.org.id)
+        # Its own acts, and what others did to the partner organization itself (its set-up,
+        # its memberships, requests to join it).
+        return query.where(or_(AuditEvent.org_id == actor.org.id, AuditEvent.subject_org_id == actor.org.id))
     return query.where(false())
 
 
@@ -208,7 +357,15 @@ def decidable_requests(actor: Actor) -> Select:
     """Pending requests this actor may decide."""
     query = select(PortalRequest).where(PortalRequest.state == "pending")
     if actor.is_producer:
-        return query
+        if actor.is_admin:
+            return query
+        # Joining the producer makes producer staff: a decision for its admins only.
+        producer_join = (
+            (PortalRequest.kind == "join_org")
+            & PortalRequest.target_org_id.is_not(None)
+            & PortalRequest.target_org_id.in_(select(Organization.id).where(Organization.kind == "producer"))
+        )
+        return query.where(~producer_join)
     if actor.is_customer and actor.is_admin:
         return query.where(
             PortalRequest.kind.in_(("join_org", "partner_access")),
@@ -256,6 +413,14 @@ def sees_entitlement(actor: Actor, entitlement: Entitlement) -> bool:
     return False
 
 
+def _handles_seats(actor: Actor, attachment: Attachment | None) -> bool:
+    """Who works with a customer's seats at all: producer staff, the customer's users, and
+    partners whose attachment allows activation (the actor already sees the entitlement)."""
+    if actor.is_partner:
+        return attachment is not None and attachment.can_activate
+    return actor.is_producer or actor.is_customer
+
+
 def _can_entitlement(actor: Actor, action: str, entitlement: Entitlement) -> bool:
     # A partner's attachment is read once here and serves both the visibility and the action.
     attachment = own_attachment(actor, entitlement) if actor.is_partner else None
@@ -266,67 +431,93 @@ def _can_entitlement(actor: Actor, action: str, entitlement: Entitlement) -> boo
         return False
     in_stock = entitlement.owner.kind != "customer"
     usable = entitlement.status == "active" and not in_stock
-    if action == "view":
+    if action == A.VIEW:
         return True
+    if action in (A.ACTIVATE, A.RECORD_USAGE):
+        # New seats and usage need an active entitlement in a customer's hands.
+        return usable and _handles_seats(actor, attachment)
     if actor.is_producer:
-        if action in ("activate", "record_usage"):
-            return usable
-        if action == "assign":  # stock only; moving a customer's entitlement is a transfer
+        if action == A.ASSIGN:  # stock only; moving a customer's entitlement is a transfer
             return in_stock
-        return action in ("download", "edit", "attach", "revoke", "suspend")
+        if action == A.REQUEST_TRANSFER:  # producer staff transfer directly, on a request
+            return False
+        return action in (A.DOWNLOAD, A.EDIT, A.ATTACH, A.REVOKE, A.SUSPEND)
     if actor.is_customer:
-        if action == "download":
+        if action == A.DOWNLOAD:
             return entitlement.status == "active"
-        if action in ("activate", "record_usage"):
-            return usable
-        if action in ("attach", "revoke", "request_transfer"):
+        if action in (A.ATTACH, A.REVOKE, A.REQUEST_TRANSFER):
             return actor.is_admin
         return False
     if actor.is_partner:
-        if action == "assign":
+        if action == A.ASSIGN:
             return in_stock and entitlement.owner_id == actor.org.id and entitlement.status == "active"
-        if action == "download":
+        if action == A.DOWNLOAD:
             # Stock: the holder may download what it is about to assign, whatever its own
             # attachment says (revoked or view-only); everyone else per its attachment.
             holds = entitlement.owner_id == actor.org.id
             may = holds or (attachment is not None and attachment.can_download)
             return may and entitlement.status == "active"
-        if action in ("activate", "record_usage"):
-            return attachment is not None and attachment.can_activate and usable
+    return False
+
+
+def _can_activation(actor: Actor, action: str, activation: Activation) -> bool:
+    entitlement = activation.line.entitlement
+    if action == A.VIEW:
+        return sees_entitlement(actor, entitlement)
+    if not activation.active:
+        return False
+    if action == A.RETURN:
+        # Seats can always be given back, also on a suspended or returned entitlement.
+        attachment = own_attachment(actor, entitlement) if actor.is_partner else None
+        if actor.is_partner and not _partner_sees(actor, entitlement, attachment):
+            return False
+        if not actor.is_partner and not sees_entitlement(actor, entitlement):
+            return False
+        return _handles_seats(actor, attachment)
+    if action == A.REHOST:  # a new activation: as activating the line
+        return _can_entitlement(actor, A.ACTIVATE, entitlement)
+    if action == A.DOWNLOAD:  # the .lic file: as downloading the entitlement's software
+        return _can_entitlement(actor, A.DOWNLOAD, entitlement)
     return False
 
 
 def _can_organization(actor: Actor, action: str, org: Organization) -> bool:
-    if action == "view":
+    if action == A.VIEW:
         return db.session.scalar(
-            select(Organization.id).where(
-                Organization.id == org.id, Organization.id.in_(visible_organizations(actor).with_only_columns(
-                    Organization.id))
-            )
+            visible_organizations(actor).where(Organization.id == org.id).with_only_columns(Organization.id)
         ) is not None
     if actor.is_producer:
-        return action in ("edit", "create_child", "move", "delete", "manage_channel", "invite", "manage_users")
+        if org.kind == "producer":
+            # The producer's own organization: its users and roles are for its admins only.
+            if action in (A.EDIT, A.INVITE, A.MANAGE_USERS):
+                return actor.is_admin
+            return False
+        if action == A.CREATE_CHILD:
+            return org.kind == "customer"
+        if action == A.MOVE:
+            return org.kind == "customer"
+        return action in (A.EDIT, A.DELETE, A.INVITE, A.MANAGE_USERS)
     if not actor.is_admin:
         return False
     if actor.is_customer and org.kind == "customer" and _in_subtree(org, actor.org):
-        if action in ("edit", "create_child", "invite", "manage_users"):
+        if action in (A.EDIT, A.CREATE_CHILD, A.INVITE, A.MANAGE_USERS):
             return True
         # The actor's own top organization is anchored above: only its descendants move.
-        if action in ("move", "delete"):
+        if action in (A.MOVE, A.DELETE):
             return org.id != actor.org.id
     if actor.is_partner and org.id == actor.org.id:
-        return action in ("edit", "invite", "manage_users")
+        return action in (A.EDIT, A.INVITE, A.MANAGE_USERS)
     return False
 
 
 def _can_attachment(actor: Actor, action: str, attachment: Attachment) -> bool:
     entitlement = attachment.entitlement
     if actor.is_partner:
-        return action == "view" and attachment.partner_id == actor.org.id and sees_entitlement(actor, entitlement)
-    if action == "view":
+        return action == A.VIEW and attachment.partner_id == actor.org.id and sees_entitlement(actor, entitlement)
+    if action == A.VIEW:
         return sees_entitlement(actor, entitlement)
-    if action == "revoke":
-        return attachment.active and _can_entitlement(actor, "revoke", entitlement)
+    if action == A.REVOKE:
+        return attachment.active and _can_entitlement(actor, A.REVOKE, entitlement)
     return False
 
 
@@ -335,50 +526,73 @@ def _can_request(actor: Actor, action: str, req: PortalRequest) -> bool:
     may_decide = db.session.scalar(
         decidable_requests(actor).where(PortalRequest.id == req.id).with_only_columns(PortalRequest.id)
     ) is not None
-    if action == "view":
-        return is_requester or may_decide or (actor.is_producer)
-    if action == "withdraw":
+    if action == A.VIEW:
+        return is_requester or may_decide or actor.is_producer
+    if action == A.WITHDRAW:
         return is_requester and req.state == "pending"
-    if action == "decide":
+    if action == A.DECIDE:
         return may_decide
     return False
 
 
-# Actions on the portal as a whole (no object).
-_AREA_ACTIONS = {
-    "producer": {"manage_catalog", "create_entitlement", "moderate", "send_notification",
-                 "view_reports", "view_audit", "manage_channel", "manage_organizations", "import"},
-    "customer_admin": {"manage_users", "view_audit", "attach_partners", "request_transfer"},
-    "customer_member": set(),
-    "partner_admin": {"manage_users", "view_audit", "view_reports", "request_access"},
-    "partner_member": {"request_access"},
+# Actions on the portal as a whole (no object), by area and role.
+_PRODUCER_STAFF = AREA_ACTIONS - {A.MANAGE_PRODUCER_USERS, A.MANAGE_USERS, A.ATTACH_PARTNERS, A.REQUEST_TRANSFER,
+                                  A.REQUEST_ACCESS}
+AREA_GRANTS: dict[str, frozenset[Action]] = {
+    # Staff run the channel and moderate; only admins manage the producer's own users and roles.
+    "producer_admin": _PRODUCER_STAFF | {A.MANAGE_PRODUCER_USERS, A.MANAGE_USERS},
+    "producer_staff": _PRODUCER_STAFF,
+    "customer_admin": frozenset({A.MANAGE_USERS, A.VIEW_AUDIT, A.ATTACH_PARTNERS, A.REQUEST_TRANSFER}),
+    "customer_member": frozenset(),
+    "partner_admin": frozenset({A.MANAGE_USERS, A.VIEW_AUDIT, A.VIEW_REPORTS, A.REQUEST_ACCESS}),
+    "partner_member": frozenset({A.REQUEST_ACCESS}),
 }
 
 
+def area_role(actor: Actor) -> str:
+    """'producer_admin', 'producer_staff', 'customer_member', 'partner_admin'..."""
+    if actor.is_producer:
+        return "producer_admin" if actor.is_admin else "producer_staff"
+    return f"{actor.area}_{'admin' if actor.is_admin else 'member'}"
+
+
+def check_action(action: str, obj: Any = None) -> Action:
+    """The action as a member of the vocabulary, or ``UnknownAction`` (a bug in the caller)."""
+    kind = None if obj is None else type(obj)
+    allowed = VOCABULARY.get(kind)
+    if allowed is None:
+        raise UnknownAction(f"the policy knows no actions on {kind.__name__} objects")
+    try:
+        member = Action(action)
+    except ValueError:
+        raise UnknownAction(f"unknown action {action!r}") from None
+    if member not in allowed:
+        on = "the portal as a whole" if kind is None else f"a {kind.__name__}"
+        raise UnknownAction(f"{action!r} is not an action on {on}")
+    return member
+
+
 def can(actor: Actor | None, action: str, obj: Any = None) -> bool:
-    """May ``actor`` do ``action`` on ``obj``? The one question every view and template asks."""
+    """May ``actor`` do ``action`` on ``obj``? The one question every view and template asks.
+
+    An action outside the vocabulary for that kind of object raises ``UnknownAction``.
+    """
+    action = check_action(action, obj)
     if actor is None:
         return False
     if obj is None:
-        key = "producer" if actor.is_producer else f"{actor.area}_{'admin' if actor.is_admin else 'member'}"
-        return action in _AREA_ACTIONS.get(key, set())
+        return action in AREA_GRANTS.get(area_role(actor), frozenset())
     if isinstance(obj, Entitlement):
         return _can_entitlement(actor, action, obj)
     if isinstance(obj, EntitlementLine):
         return _can_entitlement(actor, action, obj.entitlement)
     if isinstance(obj, Activation):
-        if action in ("return", "rehost"):
-            return obj.active and _can_entitlement(actor, "activate", obj.line.entitlement)
-        if action == "download":  # the .lic file: as downloading the entitlement's software
-            return obj.active and _can_entitlement(actor, "download", obj.line.entitlement)
-        return _can_entitlement(actor, action, obj.line.entitlement)
+        return _can_activation(actor, action, obj)
     if isinstance(obj, Organization):
         return _can_organization(actor, action, obj)
     if isinstance(obj, Attachment):
         return _can_attachment(actor, action, obj)
-    if isinstance(obj, PortalRequest):
-        return _can_request(actor, action, obj)
-    return False
+    return _can_request(actor, action, obj)
 
 
 # --- loaders: 404 for anything not visible ------------------------------------------------
@@ -447,13 +661,19 @@ def hierarchy_path(org: Organization) -> str:
 
 
 __all__ = [
+    "Action",
     "Actor",
+    "UnknownAction",
     "actor_for",
+    "assignable_customers",
+    "attachable_partners",
     "can",
+    "customer_by_exact_name",
     "customers_served_by",
     "decidable_requests",
     "entitlement_scope",
     "hierarchy_path",
+    "join_target",
     "load_activation",
     "load_attachment",
     "load_entitlement",

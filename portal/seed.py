@@ -137,7 +137,7 @@ def seed(
         counts = generator.run(customers=customers, partners=partners, entitlements=entitlements)
         _after_bulk_load()
         record(system_actor(generator.producer), "seed.run", generator.producer,
-               subject_org=generator.producer, acting_for_owner=False, details={
+               subject_org=generator.producer, details={
                    "random_seed": random_seed, "customers": customers, "partners": partners,
                    "entitlements": entitlements, "today": generator.today.isoformat(), "rows": counts,
                })

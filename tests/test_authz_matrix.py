@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from flask import url_for
+from sqlalchemy import select
 
 from portal import policy
 from portal.extensions import db
@@ -190,6 +191,17 @@ def _invite(w: World, email: str = "invitee@example.com") -> str:
     return token
 
 
+def _join_request(w: World, email: str) -> dict[str, Any]:
+    """A pending join request of the user with ``email`` (made while the cell builds its URL)."""
+    from portal.models import User
+    from portal.services.requests import request_to_join
+
+    user = db.session.scalar(select(User).where(User.email == email)) or create_user(email, "Someone Else")
+    req = request_to_join(user, w.tailspin, organization_name="Tailspin Toys")
+    db.session.commit()
+    return {"request_id": req.id}
+
+
 MATRIX: list[Row] = [
     # The front door sends everyone where it belongs.
     Row("public.index", "GET", signed_in(producer=HOME["producer"], customer=HOME["customer"],
@@ -199,6 +211,14 @@ MATRIX: list[Row] = [
     Row("public.no_access", "POST", form=lambda w, role: {"organization": "Contoso Group", "message": "Hi"},
         expect=signed_in(producer=Expect(302, "/"), customer=Expect(302, "/"), partner=Expect(302, "/"),
                          no_membership=Expect(302, "/no-access"))),
+    # A requester withdraws its own join request; anyone else's is 404.
+    Row("public.withdraw_join_request", "POST", relation="own",
+        values=lambda w, role: _join_request(w, _email_of(role)),
+        expect=signed_in(producer=TO_NO_ACCESS, customer=TO_NO_ACCESS, partner=TO_NO_ACCESS,
+                         no_membership=TO_NO_ACCESS)),
+    Row("public.withdraw_join_request", "POST", relation="another_customer",
+        values=lambda w, role: _join_request(w, "someone.else@example.com"),
+        expect=signed_in(producer=NOT_FOUND, customer=NOT_FOUND, partner=NOT_FOUND)),
     Row("public.jwks", "GET", everyone(OK)),
     Row("public.healthz", "GET", everyone(OK)),
     Row("static", "GET", everyone(OK), values={"filename": "portal.css"}),

@@ -202,10 +202,10 @@ def test_subtree_is_not_fooled_by_an_id_that_shares_a_prefix(actor_in, make):
     child = make.customer("Child", parent=root)
     # Ids come from a sequence we do not control, so the decoy gets its id chosen: root 7 ->
     # lookalike 7001 (path '/7001/' starts with '/7'). Otherwise it is an ordinary customer.
-    lookalike = Organization(id=root.id * 1000 + 1, kind="customer", name="Lookalike", status="active")
+    lookalike_id = root.id * 1000 + 1
+    lookalike = Organization(id=lookalike_id, kind="customer", name="Lookalike", status="active",
+                             path=Organization.path_under(None, lookalike_id))
     db.session.add(lookalike)
-    db.session.flush()
-    lookalike.path = f"/{lookalike.id}/"
     db.session.commit()
     owned = make.entitlement(child)
     decoy = make.entitlement(lookalike)
@@ -252,8 +252,9 @@ def test_revoking_the_sellers_attachment_ends_its_access_at_once_and_keeps_the_c
     assert sorted(attachment_partners(admin, entitlement)) == ["BlueSky Resellers", "Northwind Distribution"]
     assert not policy.can(admin, "revoke", sold)
 
-    # Attached again, BlueSky sees it again: rights come from attachments only.
-    attach_partner(admin, [entitlement], channel.bluesky, relation="sold", permissions=["view"])
+    # Attached again (by the customer: as a service provider), BlueSky sees it again: rights
+    # come from attachments only.
+    attach_partner(admin, [entitlement], channel.bluesky, relation="services", permissions=["view"])
     db.session.commit()
     assert visible_codes(bluesky) == codes(entitlement, other)
     assert not policy.can(bluesky, "download", entitlement)

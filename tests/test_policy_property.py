@@ -17,8 +17,12 @@ in plain Python over that model, never by calling the policy:
 - ``visible_entitlements`` (exact ids, no duplicates, and the SQL count views use);
 - ``customers_served_by`` for partners;
 - ``visible_attachments`` per entitlement (a partner only its own);
-- ``can(actor, action, entitlement)`` for view/download/activate/assign/attach/revoke,
-  and ``can(actor, "view"/"revoke", attachment)``;
+- ``can(actor, action, entitlement)`` for EVERY action of ``policy.ENTITLEMENT_ACTIONS``,
+  ``can(actor, action, attachment)`` for every action of ``policy.ATTACHMENT_ACTIONS`` and
+  ``can(actor, action, activation)`` for every action of ``policy.ACTIVATION_ACTIONS`` (one
+  seat is active on every entitlement a customer owns, also after it is suspended or
+  returned). The reference answers from a table per action and fails with KeyError for an
+  action it does not know, so an action added to the policy's vocabulary cannot go untested;
 - ``load_entitlement`` answering 404 exactly for what the actor may not see.
 
 Isolation between examples: the function-scoped ``app`` fixture gives one clean, migrated
@@ -51,7 +55,7 @@ from werkzeug.exceptions import NotFound
 
 from portal import policy
 from portal.extensions import db
-from portal.models import Attachment, Entitlement, Membership, Organization, Product, User
+from portal.models import Activation, Attachment, Entitlement, Membership, Organization, Product, User, utcnow
 from portal.services.entitlements import (
     LineSpec,
     assign_stock,
@@ -60,10 +64,13 @@ from portal.services.entitlements import (
     revoke_attachment,
     set_entitlement_status,
 )
+from portal.services.errors import ServiceError
 from portal.services.orgs import add_channel_relationship, bootstrap_producer, create_organization
 
 PRODUCER = "P"
-ENTITLEMENT_ACTIONS = ("view", "download", "activate", "assign", "attach", "revoke")
+ENTITLEMENT_ACTIONS = sorted(policy.ENTITLEMENT_ACTIONS)
+ACTIVATION_ACTIONS = sorted(policy.ACTIVATION_ACTIONS)
+ATTACHMENT_ACTIONS = sorted(policy.ATTACHMENT_ACTIONS)
 RELATIONS = ("sold", "distributed", "services")
 STATUSES = ("active", "suspended", "returned")
 GRANTERS = ("producer", "owner_admin", "root_admin")
@@ -206,6 +213,7 @@ class ModelEntitlement:
     attachments: list[ModelAttachment] = field(default_factory=list)
     db_id: int = 0
     code: str = ""
+    activation_id: int | None = None  # one active seat while a customer owns it
 
 
 @dataclass
@@ -261,16 +269,19 @@ def ref_can(m: Model, who: Who, action: str, e: ModelEntitlement) -> bool:
         return False
     active = e.status == "active"
     owned_by_customer = m.kinds[e.owner] == "customer"
+    usable = active and owned_by_customer  # new seats and usage need both
     if who.kind == "producer":
-        if action == "activate":
-            return active and owned_by_customer
-        if action == "assign":  # stock only: moving a customer's entitlement is a transfer request
-            return not owned_by_customer
-        return True
+        return {
+            "view": True, "download": True, "activate": usable, "record_usage": usable,
+            "assign": not owned_by_customer,  # stock only: moving a customer's entitlement is a transfer
+            "attach": True, "revoke": True, "suspend": True, "edit": True,
+            "request_transfer": False,  # producer staff decide transfers, they do not ask
+        }[action]
     if who.kind == "customer":
         return {
-            "view": True, "download": active, "activate": active, "assign": False,
+            "view": True, "download": active, "activate": active, "record_usage": active, "assign": False,
             "attach": who.admin, "revoke": who.admin,  # attach/revoke partners: admins only
+            "suspend": False, "edit": False, "request_transfer": who.admin,
         }[action]
     own = ref_own_attachment(who, e)
     permissions = own.permissions if own is not None else frozenset()
@@ -278,10 +289,25 @@ def ref_can(m: Model, who: Who, action: str, e: ModelEntitlement) -> bool:
     return {
         "view": True,
         "download": active and (holds or "download" in permissions),
-        "activate": active and owned_by_customer and "activate" in permissions,
+        "activate": usable and "activate" in permissions,
+        "record_usage": usable and "activate" in permissions,
         "assign": active and holds,  # assign its stock
-        "attach": False,
-        "revoke": False,
+        "attach": False, "revoke": False, "suspend": False, "edit": False, "request_transfer": False,
+    }[action]
+
+
+def ref_can_activation(m: Model, who: Who, action: str, e: ModelEntitlement) -> bool:
+    """On the one active seat of an entitlement a customer owns."""
+    if not ref_sees(m, who, e):
+        return False
+    own = ref_own_attachment(who, e)
+    handles_seats = who.kind != "partner" or (own is not None and "activate" in own.permissions)
+    return {
+        "view": True,
+        # Seats can always be given back, also on a suspended or returned entitlement.
+        "return": handles_seats,
+        "rehost": ref_can(m, who, "activate", e),  # a new activation
+        "download": ref_can(m, who, "download", e),  # the .lic file
     }[action]
 
 
@@ -297,10 +323,11 @@ def ref_can_attachment(m: Model, who: Who, action: str, e: ModelEntitlement, a: 
     sees = ref_sees(m, who, e)
     if who.kind == "partner":
         return action == "view" and sees and a.partner == who.org
-    if action == "view":
-        return sees
-    # revoke: producer staff and customer admins for their entitlements, any active attachment
-    return action == "revoke" and sees and a.active and (who.kind == "producer" or who.admin)
+    return {
+        "view": sees,
+        # producer staff and customer admins for their entitlements, any active attachment
+        "revoke": sees and a.active and (who.kind == "producer" or who.admin),
+    }[action]
 
 
 def ref_customers_served(m: Model, who: Who) -> set[str]:
@@ -382,6 +409,13 @@ def build(plan: Plan) -> World:
     world = World(plan, model, orgs, actors)
     for operation in plan.operations:
         _apply(world, operation)
+    for e in model.entitlements:
+        if kinds[e.owner] == "customer":  # a seat in use (inserted: the seat service is tested elsewhere)
+            line = db.session.get(Entitlement, e.db_id).lines[0]
+            activation = Activation(line=line, host_id=f"host-{e.db_id}", seats=1, active=True, activated_at=utcnow())
+            db.session.add(activation)
+            db.session.flush()
+            e.activation_id = activation.id
     for e, status in zip(model.entitlements, plan.statuses, strict=True):
         if status != "active":
             set_entitlement_status(by_staff, db.session.get(Entitlement, e.db_id), status)
@@ -405,6 +439,12 @@ def _apply(world: World, operation: Attach | Revoke | Assign) -> None:
         actor = _granter(world, operation.by, targets[0])
         if not actor.is_producer:
             targets = targets[:1]  # a customer admin attaches on its own entitlements only
+            if operation.relation != "services":  # sold and distributed are the channel's, not the customer's
+                with pytest.raises(ServiceError, match="services"):
+                    attach_partner(actor, [db.session.get(Entitlement, e.db_id) for e in targets],
+                                   world.orgs[operation.partner], relation=operation.relation,
+                                   permissions=operation.permissions)
+                return
         attachments = attach_partner(
             actor, [db.session.get(Entitlement, e.db_id) for e in targets], world.orgs[operation.partner],
             relation=operation.relation, permissions=operation.permissions,
@@ -416,7 +456,10 @@ def _apply(world: World, operation: Attach | Revoke | Assign) -> None:
                                                      operation.permissions, db_id=attachment.id))
             else:
                 assert live.db_id == attachment.id
-                live.relation, live.permissions = operation.relation, operation.permissions
+                live.permissions = operation.permissions
+                if actor.is_producer:  # only producer staff change a relation (the channel's figures)
+                    live.relation = operation.relation
+                assert attachment.relation == live.relation
     elif isinstance(operation, Revoke):
         e = model.entitlements[operation.entitlement]
         live = [a for a in e.attachments if a.active]
@@ -503,12 +546,19 @@ def check(world: World) -> list[str]:
 
             for a in e.attachments:
                 attachment = db.session.get(Attachment, a.db_id)
-                for action in ("view", "revoke"):
+                for action in ATTACHMENT_ACTIONS:
                     got_can, want = policy.can(actor, action, attachment), ref_can_attachment(m, who, action, e, a)
                     if got_can != want:
                         state = "active" if a.active else "revoked"
                         problems.append(f"{label}: can {action} {a.partner}'s {state} {a.relation} "
                                         f"attachment is {got_can}, expected {want}")
+
+            if e.activation_id is not None:
+                activation = db.session.get(Activation, e.activation_id)
+                for action in ACTIVATION_ACTIONS:
+                    got_can, want = policy.can(actor, action, activation), ref_can_activation(m, who, action, e)
+                    if got_can != want:
+                        problems.append(f"{label}: can {action} its activation is {got_can}, expected {want}")
 
             try:
                 policy.load_entitlement(actor, e.code)

@@ -33,6 +33,17 @@ ROLES_BY_KIND = {
 }
 ALL_ROLES = ("admin", "member", "staff")
 
+_DIGITS_REMOVED = "path"
+for _digit in "0123456789":
+    _DIGITS_REMOVED = f"replace({_DIGITS_REMOVED}, '{_digit}', '')"
+# "/<root id>/.../<own id>/": slashes around ids, nothing else, ending in the row's own id.
+# An empty or malformed path would make a subtree prefix match see far too much.
+PATH_FORM = (
+    "path LIKE '/%/' AND path NOT LIKE '%//%' "
+    f"AND replace({_DIGITS_REMOVED}, '/', '') = '' "
+    "AND path LIKE ('%/' || CAST(id AS VARCHAR(20)) || '/')"
+)
+
 
 class Organization(db.Model):
     """A party of the channel. Customers form a hierarchy kept as a materialized path."""
@@ -43,6 +54,7 @@ class Organization(db.Model):
         CheckConstraint(enum_check("status", ORG_STATUSES), name="status"),
         CheckConstraint("parent_id IS NULL OR kind = 'customer'", name="only_customers_nest"),
         CheckConstraint("parent_id IS NULL OR parent_id <> id", name="not_own_parent"),
+        CheckConstraint(PATH_FORM, name="path_form"),
         # Exactly one producer per installation.
         Index(
             "uq_organization_one_producer",
@@ -68,7 +80,8 @@ class Organization(db.Model):
     stocking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("organization.id"), index=True)
     # "/<root id>/.../<own id>/": a subtree is every path starting with the root's path.
-    path: Mapped[str] = mapped_column(String(1000), default="")
+    # Built only by ``Organization.path_under`` (the CHECK above refuses anything else).
+    path: Mapped[str] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     parent: Mapped[Organization | None] = relationship(remote_side=[id], back_populates="children")
@@ -77,6 +90,11 @@ class Organization(db.Model):
     @property
     def is_partner(self) -> bool:
         return self.kind in PARTNER_KINDS
+
+    @staticmethod
+    def path_under(parent: Organization | None, org_id: int) -> str:
+        """The materialized path of organization ``org_id`` placed under ``parent``."""
+        return f"{parent.path if parent is not None else '/'}{org_id}/"
 
     @property
     def ancestor_ids(self) -> list[int]:

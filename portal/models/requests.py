@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -14,6 +14,14 @@ from portal.models.orgs import Organization, User
 
 REQUEST_KINDS = ("join_org", "partner_access", "transfer", "partner_application")
 REQUEST_STATES = ("pending", "approved", "rejected", "withdrawn")
+
+
+def _one_pending(kind: str, *columns: str) -> Index:
+    """At most one pending request of ``kind`` per value of ``columns`` (checked by the
+    services first; this index settles two requests that arrive at the same moment)."""
+    where = text(f"state = 'pending' AND kind = '{kind}'")
+    return Index(f"uq_portal_request_pending_{kind}", *columns, unique=True,
+                 sqlite_where=where, postgresql_where=where)
 
 
 class PortalRequest(db.Model):
@@ -26,6 +34,10 @@ class PortalRequest(db.Model):
         CheckConstraint(enum_check("kind", REQUEST_KINDS), name="kind"),
         CheckConstraint(enum_check("state", REQUEST_STATES), name="state"),
         CheckConstraint("state = 'pending' OR decided_at IS NOT NULL", name="decided_has_time"),
+        _one_pending("join_org", "requester_user_id", "target_org_id"),
+        _one_pending("partner_access", "requester_org_id", "target_org_id"),
+        _one_pending("transfer", "entitlement_id"),
+        _one_pending("partner_application", "requester_user_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

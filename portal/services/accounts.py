@@ -49,7 +49,7 @@ def create_user(email: str, display_name: str, *, password: str | None = None, a
     db.session.add(user)
     db.session.flush()
     if actor is not None:
-        record(actor, "user.create", user, acting_for_owner=False, details={"email": email})
+        record(actor, "user.create", user, details={"email": email})
     else:
         record_user_event(user, "user.create", details={"email": email})
     return user
@@ -135,7 +135,7 @@ def invite_user(actor: Actor, org: Organization, email: str, role: str) -> tuple
         ),
         category="invitation",
     )
-    record(actor, "invitation.create", invitation, subject_org=org, acting_for_owner=False,
+    record(actor, "invitation.create", invitation, subject_org=org,
            details={"email": email, "role": role})
     return invitation, token
 
@@ -166,6 +166,6 @@ def accept_invitation(token: str, user: User) -> Membership:
         db.session.add(membership)
     db.session.flush()
     actor = Actor(user=user, org=invitation.org, role=invitation.role)
-    record(actor, "invitation.accept", invitation, subject_org=invitation.org, acting_for_owner=False,
+    record(actor, "invitation.accept", invitation, subject_org=invitation.org,
            details={"email": user.email, "role": invitation.role})
     return membership

@@ -105,26 +105,35 @@ def activate(
     db.session.add(activation)
     db.session.flush()
     activation.certificate = issue_certificate(activation)
-    record(actor, "activation.create", activation, subject_org=line.entitlement.owner, details={
+    owner = line.entitlement.owner
+    record(actor, "activation.create", activation, subject_org=owner, on_behalf_of=actor.on_behalf_of(owner), details={
         "code": line.entitlement.code, "line_id": line.id, "host_id": host_id, "seats": seats,
     })
     return activation, True
 
 
 def return_activation(actor: Actor, activation: Activation) -> Activation:
-    """Deactivate: the seats are free again."""
-    # Permission comes from the line; "already returned" is a state, answered as such.
-    if not can(actor, "activate", activation.line):
-        raise NotAllowed("You may not return this activation.")
+    """Deactivate: the seats are free again, whatever the entitlement's status (a suspended or
+    returned entitlement must not keep seats bound)."""
+    _check_may(actor, "return", activation)
     _lock_line(activation.line)
     db.session.refresh(activation)
-    if not activation.active:
+    if not activation.active:  # returned by someone else meanwhile
         raise Conflict("This activation was already returned.")
     _mark_returned(actor, activation)
-    record(actor, "activation.return", activation, subject_org=activation.line.entitlement.owner, details={
+    owner = activation.line.entitlement.owner
+    record(actor, "activation.return", activation, subject_org=owner, on_behalf_of=actor.on_behalf_of(owner), details={
         "code": activation.line.entitlement.code, "host_id": activation.host_id, "seats": activation.seats,
     })
     return activation
+
+
+def _check_may(actor: Actor, action: str, activation: Activation) -> None:
+    """"Already returned" is a state, answered as such to whoever sees the activation."""
+    if not activation.active and can(actor, "view", activation):
+        raise Conflict("This activation was already returned.")
+    if not can(actor, action, activation):
+        raise NotAllowed(f"You may not {action} this activation.")
 
 
 def _mark_returned(actor: Actor, activation: Activation) -> None:
@@ -138,8 +147,7 @@ def rehost(
     actor: Actor, activation: Activation, new_host_id: str, *, friendly_name: str | None = None
 ) -> Activation:
     """Move an activation's seats to another host: return and activate in one transaction."""
-    if not can(actor, "activate", activation.line):
-        raise NotAllowed("You may not rehost this activation.")
+    _check_may(actor, "rehost", activation)
     new_host_id = clean_host_id(new_host_id)
     if new_host_id == activation.host_id:
         raise ServiceError("Enter a different host id.", field="host_id")
@@ -155,7 +163,8 @@ def rehost(
     )
     if not created:
         raise Conflict(f"{new_host_id} is already activated on this line.", field="host_id")
-    record(actor, "activation.rehost", new, subject_org=line.entitlement.owner, details={
+    owner = line.entitlement.owner
+    record(actor, "activation.rehost", new, subject_org=owner, on_behalf_of=actor.on_behalf_of(owner), details={
         "code": line.entitlement.code, "from_host": activation.host_id, "to_host": new_host_id,
         "returned_activation_id": activation.id,
     })
@@ -178,7 +187,8 @@ def record_usage(
     )
     db.session.add(usage)
     db.session.flush()
-    record(actor, "usage.record", usage, subject_org=line.entitlement.owner,
+    owner = line.entitlement.owner
+    record(actor, "usage.record", usage, subject_org=owner, on_behalf_of=actor.on_behalf_of(owner),
            details={"code": line.entitlement.code, "line_id": line.id, "units": units})
     return usage
 

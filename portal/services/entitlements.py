@@ -155,7 +155,7 @@ def create_entitlement(
             _new_attachment(actor, partner, "sold" if is_seller else "distributed", permissions)
         )
     db.session.flush()
-    record(actor, "entitlement.create", entitlement, subject_org=owner, acting_for_owner=False, details={
+    record(actor, "entitlement.create", entitlement, subject_org=owner, details={
         "code": entitlement.code,
         "owner": owner.name,
         "fulfilment": fulfilment,
@@ -179,8 +179,16 @@ def _new_attachment(actor: Actor, partner: Organization, relation: str, permissi
     )
 
 
+def lock_entitlement(entitlement: Entitlement) -> Entitlement:
+    """Lock the entitlement's row and re-read it, so a check-then-write sees the latest state
+    (PostgreSQL: ``FOR UPDATE``; SQLite: the write transaction already serializes writers)."""
+    db.session.refresh(entitlement, with_for_update=True)
+    return entitlement
+
+
 def assign_stock(actor: Actor, entitlement: Entitlement, customer: Organization) -> Entitlement:
     """A stocking partner hands an entitlement to a customer: ownership moves, the chain stays."""
+    lock_entitlement(entitlement)  # two assignments at once: the second sees the first's owner
     if not can(actor, "assign", entitlement):
         raise NotAllowed("You may not assign this entitlement.")
     if customer.kind != "customer" or customer.status != "active":
@@ -189,8 +197,39 @@ def assign_stock(actor: Actor, entitlement: Entitlement, customer: Organization)
     entitlement.owner = customer
     db.session.flush()
     record(actor, "entitlement.assign", entitlement, subject_org=customer,
+           on_behalf_of=actor.on_behalf_of(previous),
            details={"code": entitlement.code, "from": previous.name, "to": customer.name})
     return entitlement
+
+
+def transfer_entitlement(actor: Actor, entitlement: Entitlement, recipient: Organization) -> list[Attachment]:
+    """Move a customer's entitlement to another organization (an approved transfer).
+
+    The sales chain and its partners' attachments stay; every other live attachment (the
+    partners the old owner, or producer staff for it, brought in) is revoked, so the new
+    owner's entitlement is visible to no partner it never chose. Returns those revoked.
+    """
+    lock_entitlement(entitlement)
+    if not can(actor, "edit", entitlement):
+        raise NotAllowed("Only producer staff transfer entitlements.")
+    if recipient.kind != "customer" or recipient.status != "active":
+        raise ServiceError("Choose an active customer organization.", field="recipient")
+    previous = entitlement.owner
+    chain_partners = {link.partner_id for link in entitlement.chain}
+    revoked = []
+    for attachment in db.session.scalars(
+        select(Attachment).where(Attachment.entitlement_id == entitlement.id, Attachment.active.is_(True))
+        .order_by(Attachment.id)
+    ):
+        if attachment.partner_id not in chain_partners:
+            revoked.append(_revoke(actor, attachment, reason="transfer"))
+    entitlement.owner = recipient
+    db.session.flush()
+    record(actor, "entitlement.transfer", entitlement, subject_org=recipient, details={
+        "code": entitlement.code, "from": previous.name, "from_org_id": previous.id, "to": recipient.name,
+        "revoked_attachments": [a.id for a in revoked],
+    })
+    return revoked
 
 
 def attach_partner(
@@ -204,14 +243,20 @@ def attach_partner(
 ) -> list[Attachment]:
     """Attach one partner to one or many entitlements with chosen permissions (all or none).
 
-    An existing live attachment of that partner gets the new permissions (``merge=True``:
-    the union of old and new, keeping its relation, so a granted request never takes
-    rights away from the seller).
+    Customer admins add ``services`` attachments only: ``sold`` and ``distributed`` come from
+    the sales chain or from producer staff, because the channel's figures count them. An
+    existing live attachment of that partner gets the new permissions and keeps its relation
+    unless producer staff change it (``merge=True``: the union of old and new permissions, so
+    a granted request never takes rights away from the seller). The audit records the
+    relation and permissions actually kept.
     """
     permissions = set(permissions)
     entitlements = list({e.id: e for e in entitlements}.values())
     if relation not in RELATIONS:
         raise ServiceError("Choose sold, distributed or services.", field="relation")
+    if relation != "services" and not actor.is_producer:
+        raise ServiceError("Partners you bring in are attached as service providers (services); "
+                           "sold and distributed come from the sales chain.", field="relation")
     if not permissions <= {"view", "download", "activate"}:
         raise ServiceError("Permissions are view, download and activate.", field="permissions")
     if partner.kind not in PARTNER_KINDS or partner.status != "active":
@@ -243,13 +288,14 @@ def attach_partner(
                 attachment.can_download = attachment.can_download or "download" in permissions
                 attachment.can_activate = attachment.can_activate or "activate" in permissions
             else:
-                attachment.relation = relation
+                if actor.is_producer:
+                    attachment.relation = relation
                 attachment.can_download = "download" in permissions
                 attachment.can_activate = "activate" in permissions
             action = "attachment.update"
         db.session.flush()
         record(actor, action, attachment, subject_org=entitlement.owner, details={
-            "code": entitlement.code, "partner": partner.name, "relation": relation,
+            "code": entitlement.code, "partner": partner.name, "relation": attachment.relation,
             "permissions": attachment.permissions,
         })
         result.append(attachment)
@@ -260,14 +306,19 @@ def revoke_attachment(actor: Actor, attachment: Attachment) -> Attachment:
     """Revoke any attachment, the seller's included: access ends at once, the chain stays."""
     if not can(actor, "revoke", attachment):
         raise NotAllowed("You may not revoke this attachment.")
+    return _revoke(actor, attachment)
+
+
+def _revoke(actor: Actor, attachment: Attachment, *, reason: str | None = None) -> Attachment:
     attachment.active = False
     attachment.revoked_at = utcnow()
     attachment.revoked_by_id = actor.user.id if actor.user else None
     db.session.flush()
     entitlement = attachment.entitlement
-    record(actor, "attachment.revoke", attachment, subject_org=entitlement.owner, details={
-        "code": entitlement.code, "partner": attachment.partner.name, "relation": attachment.relation,
-    })
+    details = {"code": entitlement.code, "partner": attachment.partner.name, "relation": attachment.relation}
+    if reason:
+        details["reason"] = reason
+    record(actor, "attachment.revoke", attachment, subject_org=entitlement.owner, details=details)
     return attachment
 
 

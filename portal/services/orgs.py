@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import String, func, literal, select, update
+from sqlalchemy import String, func, literal, select, text, update
 
 from portal.extensions import db
 from portal.models import (
     ChannelRelationship,
-    Entitlement,
-    Invitation,
     Membership,
     Organization,
-    PortalRequest,
     User,
 )
 from portal.models.orgs import ORG_KINDS, PARTNER_KINDS, ROLES_BY_KIND
@@ -31,10 +28,43 @@ def _clean_name(name: str) -> str:
     return name
 
 
-def _set_path(org: Organization) -> None:
-    db.session.flush()  # the id is part of the path
-    prefix = org.parent.path if org.parent is not None else "/"
-    org.path = f"{prefix}{org.id}/"
+def _next_organization_id() -> int:
+    """An id for a new organization before its row exists: the path, which the database
+    checks on insert, ends with it. PostgreSQL: the id sequence; SQLite: after the highest
+    id, under the write transaction's lock."""
+    if db.session.connection().dialect.name == "postgresql":
+        return db.session.scalar(text("SELECT nextval(pg_get_serial_sequence('organization', 'id'))"))
+    return db.session.scalar(select(func.coalesce(func.max(Organization.id), 0) + 1))
+
+
+def new_organization(*, kind: str, name: str, parent: Organization | None = None, **fields) -> Organization:
+    """THE place an organization row is made: id and materialized path together, flushed.
+
+    No checks and no audit: callers decide who may create what and record it.
+    """
+    if parent is not None:
+        lock_hierarchy()
+        db.session.refresh(parent)  # a concurrent move may have changed its path
+    org_id = _next_organization_id()
+    org = Organization(id=org_id, kind=kind, name=name, parent=parent,
+                       path=Organization.path_under(parent, org_id), **fields)
+    db.session.add(org)
+    db.session.flush()
+    return org
+
+
+HIERARCHY_LOCK = 0x504F5254414C  # any constant: the advisory lock of customer hierarchies
+
+
+def lock_hierarchy() -> None:
+    """Serialize changes of customer hierarchies until the transaction ends.
+
+    Moves read paths, check for cycles and rewrite subtrees; two crossing moves checked side
+    by side could each pass and together make a cycle. PostgreSQL takes a transaction-level
+    advisory lock; on SQLite the write transaction (``begin_write``) already serializes them.
+    """
+    if db.session.connection().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": HIERARCHY_LOCK})
 
 
 def create_organization(
@@ -62,23 +92,17 @@ def create_organization(
     unknown = set(contacts) - set(CONTACT_FIELDS)
     if unknown:
         raise TypeError(f"unknown contact fields: {sorted(unknown)}")
-    org = Organization(
-        kind=kind, name=_clean_name(name), parent=parent, status=status, stocking=stocking, **contacts
-    )
-    db.session.add(org)
-    _set_path(org)
-    record(actor, "organization.create", org, subject_org=org, acting_for_owner=False,
+    org = new_organization(kind=kind, name=_clean_name(name), parent=parent, status=status, stocking=stocking,
+                           **contacts)
+    record(actor, "organization.create", org, subject_org=org,
            details={"kind": kind, "name": org.name, "parent_id": parent.id if parent else None})
     return org
 
 
 def bootstrap_producer(name: str, **contacts: str | None) -> Organization:
     """The installation's one producer, created before anyone can act (CLI set-up)."""
-    org = Organization(kind="producer", name=_clean_name(name), status="active", **contacts)
-    db.session.add(org)
-    db.session.flush()
-    org.path = f"/{org.id}/"
-    record(system_actor(org), "organization.create", org, subject_org=org, acting_for_owner=False,
+    org = new_organization(kind="producer", name=_clean_name(name), status="active", **contacts)
+    record(system_actor(org), "organization.create", org, subject_org=org,
            details={"kind": "producer", "name": org.name})
     return org
 
@@ -99,7 +123,7 @@ def update_organization(actor: Actor, org: Organization, *, name: str | None = N
             changes[key] = [getattr(org, key), value]
             setattr(org, key, value)
     if changes:
-        record(actor, "organization.update", org, subject_org=org, acting_for_owner=False, details=changes)
+        record(actor, "organization.update", org, subject_org=org, details=changes)
     return org
 
 
@@ -107,6 +131,10 @@ def move_organization(actor: Actor, org: Organization, new_parent: Organization 
     """Re-parent a customer organization; the paths of its whole subtree follow, no cycles."""
     if org.kind != "customer":
         raise ServiceError("Only customer organizations form a hierarchy.", field="parent")
+    lock_hierarchy()  # then re-read: a crossing move may have committed meanwhile
+    db.session.refresh(org)
+    if new_parent is not None:
+        db.session.refresh(new_parent)
     if not can(actor, "move", org):
         raise NotAllowed("You may not move this organization.")
     if new_parent is None:
@@ -136,28 +164,54 @@ def move_organization(actor: Actor, org: Organization, new_parent: Organization 
         .execution_options(synchronize_session=False)
     )
     db.session.expire_all()
-    record(actor, "organization.move", org, subject_org=org, acting_for_owner=False,
+    record(actor, "organization.move", org, subject_org=org,
            details={"from_parent_id": old_parent_id, "to_parent_id": new_parent.id if new_parent else None})
     return org
 
 
+# What keeps an organization on record, by the table that refers to it (the reason shown).
+_HISTORY = {
+    "organization": "Move or delete its subsidiaries first.",
+    "entitlement": "It still owns entitlements; transfer them first.",
+    "membership": "It still has members; remove them first.",
+    "invitation": "It has invitations on record; it stays for their history.",
+    "portal_request": "It has requests on record; it stays for their history.",
+    "attachment": "It has been attached to entitlements; it stays for their history.",
+    "sales_chain_link": "It is in the sales chain of entitlements; it stays for the channel's history.",
+    "channel_relationship": "It has channel relationships; it stays for the channel's history.",
+    "activation": "Its users activated seats; it stays for their history.",
+}
+
+
+def _references_to(org: Organization) -> list[str]:
+    """The tables with a row that refers to ``org`` (every foreign key to organizations,
+    so a table added later keeps its history too)."""
+    found = []
+    for table in db.metadata.sorted_tables:
+        for fk in table.foreign_keys:
+            if fk.column.table.name != "organization":
+                continue
+            if db.session.execute(select(fk.parent).where(fk.parent == org.id).limit(1)).first() is not None:
+                found.append(table.name)
+                break
+    return found
+
+
 def delete_organization(actor: Actor, org: Organization) -> None:
-    """Delete an empty customer organization: no children, entitlements, members or history."""
+    """Delete an organization that has no subsidiaries, entitlements, members or history.
+
+    Anything on record that refers to it (attachments, chain links, channel edges,
+    activations, messages, requests...) keeps it: the refusal names the first reason.
+    """
     if not can(actor, "delete", org):
         raise NotAllowed("You may not delete this organization.")
-    if db.session.scalar(select(func.count()).where(Organization.parent_id == org.id)):
-        raise Conflict("Move or delete its subsidiaries first.")
-    if db.session.scalar(select(func.count()).where(Entitlement.owner_id == org.id)):
-        raise Conflict("It still owns entitlements; transfer them first.")
-    if db.session.scalar(select(func.count()).where(Membership.org_id == org.id)):
-        raise Conflict("It still has members; remove them first.")
-    if db.session.scalar(select(func.count()).where(Invitation.org_id == org.id)):
-        raise Conflict("It has invitations on record; it stays for their history.")
-    if db.session.scalar(select(func.count()).where(
-            (PortalRequest.target_org_id == org.id) | (PortalRequest.requester_org_id == org.id))):
-        raise Conflict("It has requests on record; it stays for their history.")
+    lock_hierarchy()  # no child can be added under it meanwhile
+    references = _references_to(org)
+    if references:
+        first = min(references, key=lambda t: list(_HISTORY).index(t) if t in _HISTORY else len(_HISTORY))
+        raise Conflict(_HISTORY.get(first, "It has history on record; it stays for that history."))
     parent = org.parent
-    record(actor, "organization.delete", org, subject_org=parent, acting_for_owner=False,
+    record(actor, "organization.delete", org, subject_org=parent,
            details={"name": org.name, "path": org.path})
     db.session.delete(org)
     db.session.flush()
@@ -183,7 +237,7 @@ def add_channel_relationship(actor: Actor, supplier: Organization, buyer: Organi
     edge = ChannelRelationship(supplier=supplier, buyer=buyer)
     db.session.add(edge)
     db.session.flush()
-    record(actor, "channel.add", edge, subject_org=buyer, acting_for_owner=False,
+    record(actor, "channel.add", edge, subject_org=buyer,
            details={"supplier": supplier.name, "buyer": buyer.name})
     return edge
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
 from portal.models import Entitlement, Membership, Organization, PortalRequest, User, utcnow
 from portal.models.orgs import PARTNER_KINDS
 from portal.policy import Actor, can
 from portal.services.audit import record, record_user_event
-from portal.services.entitlements import attach_partner
+from portal.services.entitlements import attach_partner, transfer_entitlement
 from portal.services.errors import Conflict, NotAllowed, ServiceError
 from portal.services.mail import queue_email
+from portal.services.orgs import new_organization
 
 
 def _message(text: str | None) -> str | None:
@@ -23,33 +25,80 @@ def _message(text: str | None) -> str | None:
     return text or None
 
 
+MAX_PENDING_JOIN_REQUESTS = 3  # per user: no unbounded spam into anyone's queue
+
+
 def _pending_duplicate(**criteria) -> PortalRequest | None:
     query = select(PortalRequest).where(PortalRequest.state == "pending")
     for key, value in criteria.items():
         query = query.where(getattr(PortalRequest, key) == value)
-    return db.session.scalar(query)
+    return db.session.scalar(query.limit(1))
+
+
+def _insert(req: PortalRequest, duplicate_message: str) -> PortalRequest:
+    """Add a request; a concurrent duplicate (the database's one-pending-request indexes)
+    answers ``Conflict`` instead of an error, and leaves the caller's transaction usable."""
+    try:
+        with db.session.begin_nested():
+            db.session.add(req)
+            db.session.flush()
+    except IntegrityError:
+        raise Conflict(duplicate_message) from None
+    return req
+
+
+def _same_name(name: str) -> str:
+    return " ".join(name.split()).lower()
 
 
 def request_to_join(user: User, org: Organization | None, *, message: str | None = None,
                     organization_name: str | None = None) -> PortalRequest:
     """A signed-in user without a membership asks to join an organization.
 
-    An unknown organization (``org`` None, a name given) goes to producer staff.
+    ``org`` is the organization the name matched (``policy.join_target``), or None: then the
+    request goes to producer staff. Both cases look the same to the requester: the name is
+    kept as typed, asking twice for the same name returns the pending request, and at most
+    ``MAX_PENDING_JOIN_REQUESTS`` wait at once whether or not the names exist.
     """
-    if org is None and not (organization_name or "").strip():
+    typed = " ".join((organization_name or (org.name if org else "")).split())
+    if not typed:
         raise ServiceError("Name the organization you work for.", field="organization")
-    if org is not None and _pending_duplicate(kind="join_org", requester_user_id=user.id, target_org_id=org.id):
-        raise Conflict("You asked to join this organization already; an admin will decide.")
-    req = PortalRequest(
+    if len(typed) > 200:
+        raise ServiceError("Keep the name under 200 characters.", field="organization")
+    db.session.refresh(user, with_for_update=True)  # one user's requests are counted one at a time
+    pending = db.session.scalars(
+        select(PortalRequest).where(PortalRequest.kind == "join_org", PortalRequest.state == "pending",
+                                    PortalRequest.requester_user_id == user.id)
+    ).all()
+    for earlier in pending:
+        if _same_name(earlier.details.get("organization_name", "")) == _same_name(typed) or (
+                org is not None and earlier.target_org_id == org.id):
+            return earlier
+    if len(pending) >= MAX_PENDING_JOIN_REQUESTS:
+        raise ServiceError(f"You have {len(pending)} requests waiting for a decision; withdraw one "
+                           "before you ask to join another organization.", field="organization")
+    req = _insert(PortalRequest(
         kind="join_org", requester_user_id=user.id, target_org=org, message=_message(message),
-        details={"organization_name": (organization_name or "").strip()} if org is None else {},
-        created_at=utcnow(),
-    )
-    db.session.add(req)
-    db.session.flush()
+        details={"organization_name": typed}, created_at=utcnow(),
+    ), "You asked to join this organization already.")
     # The requester belongs to no organization: a user event, visible to the target's admins.
-    record_user_event(user, "request.create", details={
-        "kind": "join_org", "request_id": req.id, "organization": org.name if org else organization_name})
+    record_user_event(user, "request.create", subject_org=org, details={
+        "kind": "join_org", "request_id": req.id, "organization": typed})
+    return req
+
+
+def withdraw_join_request(user: User, req: PortalRequest, *, request_id: str | None = None,
+                          client_addr: str | None = None) -> PortalRequest:
+    """A requester without any membership withdraws its own pending join request."""
+    if req.kind != "join_org" or req.requester_user_id != user.id:
+        raise NotAllowed("You may not withdraw this request.")
+    db.session.refresh(req, with_for_update=True)
+    if req.state != "pending":
+        raise Conflict(f"This request is {req.state} already.")
+    req.state = "withdrawn"
+    req.decided_at = utcnow()
+    record_user_event(user, "request.withdraw", subject_org=req.target_org, request_id=request_id,
+                      client_addr=client_addr, details={"kind": "join_org", "request_id": req.id})
     return req
 
 
@@ -63,15 +112,16 @@ def request_partner_access(actor: Actor, customer: Organization, entitlement_cod
     codes = sorted({c.strip().upper() for c in entitlement_codes if c.strip()})
     if not codes:
         raise ServiceError("Name at least one entitlement code.", field="entitlements")
-    req = PortalRequest(
+    busy = "You have a pending request to this customer; withdraw it or wait for the decision."
+    if _pending_duplicate(kind="partner_access", requester_org_id=actor.org.id, target_org_id=customer.id):
+        raise Conflict(busy)
+    req = _insert(PortalRequest(
         kind="partner_access", requester_user_id=actor.user.id, requester_org_id=actor.org.id,
         target_org=customer, message=_message(message),
         details={"codes": codes, "permissions": sorted(set(permissions) | {"view"})}, created_at=utcnow(),
-    )
-    db.session.add(req)
-    db.session.flush()
+    ), busy)
     # Not on behalf of the customer: the customer has granted nothing yet.
-    record(actor, "request.create", req, subject_org=customer, acting_for_owner=False,
+    record(actor, "request.create", req, subject_org=customer,
            details={"kind": "partner_access", "codes": codes})
     return req
 
@@ -85,15 +135,14 @@ def request_transfer(actor: Actor, entitlement: Entitlement, recipient: Organiza
         raise ServiceError("Choose a customer organization.", field="recipient")
     if recipient.path.startswith(actor.org.path):
         raise ServiceError("That organization is in your own tree; no transfer needed.", field="recipient")
+    busy = "A transfer of this entitlement is pending already."
     if _pending_duplicate(kind="transfer", entitlement_id=entitlement.id):
-        raise Conflict("A transfer of this entitlement is pending already.")
-    req = PortalRequest(
+        raise Conflict(busy)
+    req = _insert(PortalRequest(
         kind="transfer", requester_user_id=actor.user.id, requester_org_id=actor.org.id,
         target_org=recipient, entitlement=entitlement, message=_message(message), details={},
         created_at=utcnow(),
-    )
-    db.session.add(req)
-    db.session.flush()
+    ), busy)
     record(actor, "request.create", req, subject_org=entitlement.owner,
            details={"kind": "transfer", "code": entitlement.code, "to": recipient.name})
     return req
@@ -109,13 +158,14 @@ def apply_as_partner(user: User, *, company: str, kind: str, email: str | None =
     for field, value, limit in (("company", company, 200), ("email", email, 254), ("website", website, 300)):
         if value and len(value.strip()) > limit:
             raise ServiceError(f"Keep it under {limit} characters.", field=field)
-    req = PortalRequest(
+    busy = "Your application is waiting for a decision already."
+    if _pending_duplicate(kind="partner_application", requester_user_id=user.id):
+        raise Conflict(busy)
+    req = _insert(PortalRequest(
         kind="partner_application", requester_user_id=user.id, message=_message(message),
         details={"company": company.strip(), "kind": kind, "email": email, "website": website},
         created_at=utcnow(),
-    )
-    db.session.add(req)
-    db.session.flush()
+    ), busy)
     record_user_event(user, "request.create", details={
         "kind": "partner_application", "request_id": req.id, "company": company.strip()})
     return req
@@ -126,7 +176,7 @@ def withdraw_request(actor: Actor, req: PortalRequest) -> PortalRequest:
         raise NotAllowed("You may not withdraw this request.")
     req.state = "withdrawn"
     req.decided_at = utcnow()
-    record(actor, "request.withdraw", req, subject_org=req.target_org, acting_for_owner=False,
+    record(actor, "request.withdraw", req, subject_org=req.target_org,
            details={"kind": req.kind})
     return req
 
@@ -147,7 +197,7 @@ def decide_request(actor: Actor, req: PortalRequest, *, approve: bool, note: str
     req.decision_note = (note or "").strip() or None
     req.decided_at = utcnow()
     db.session.flush()
-    record(actor, f"request.{req.state}", req, subject_org=req.target_org, acting_for_owner=False,
+    record(actor, f"request.{req.state}", req, subject_org=req.target_org,
            details={"kind": req.kind, "note": req.decision_note})
     queue_email(
         to=req.requester.email,
@@ -182,21 +232,13 @@ def _carry_out(actor: Actor, req: PortalRequest) -> None:
         attach_partner(actor, entitlements, req.requester_org, relation="services",
                        permissions=req.details.get("permissions", ["view"]), merge=True)
     elif req.kind == "transfer":
-        entitlement = req.entitlement
-        previous = entitlement.owner
-        entitlement.owner = req.target_org
-        db.session.flush()
-        record(actor, "entitlement.transfer", entitlement, subject_org=req.target_org, acting_for_owner=False,
-               details={"code": entitlement.code, "from": previous.name, "to": req.target_org.name})
+        transfer_entitlement(actor, req.entitlement, req.target_org)
     elif req.kind == "partner_application":
         details = req.details
-        org = Organization(kind=details["kind"], name=details["company"], status="active",
-                           email=details.get("email"), website=details.get("website"))
-        db.session.add(org)
-        db.session.flush()
-        org.path = f"/{org.id}/"
+        org = new_organization(kind=details["kind"], name=details["company"], status="active",
+                               email=details.get("email"), website=details.get("website"))
         db.session.add(Membership(user_id=req.requester_user_id, org_id=org.id, role="admin"))
         req.target_org = org
         db.session.flush()
-        record(actor, "organization.create", org, subject_org=org, acting_for_owner=False,
+        record(actor, "organization.create", org, subject_org=org,
                details={"kind": org.kind, "name": org.name, "from_request": req.id})

@@ -7,13 +7,11 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.extensions import db
-from portal.models import Attachment, AuditEvent, Entitlement
+from portal.models import AuditEvent, Entitlement
 from portal.services.entitlements import (
     LineSpec,
     assign_stock,
-    attach_partner,
     create_entitlement,
-    revoke_attachment,
 )
 from portal.services.errors import NotAllowed, ServiceError
 
@@ -108,53 +106,17 @@ def test_stock_is_held_by_the_seller_and_assigned_to_a_customer(channel, make):
     assert stock.owner_id == channel["customer"].id
     assert [link.partner.name for link in stock.chain] == ["Northwind", "BlueSky"]  # the chain stays
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "entitlement.assign"))
-    assert event.org_id == bluesky.id and event.on_behalf_of_org_id == channel["customer"].id
+    # Selling from its own stock is the partner's own act, unless it works for a customer.
+    assert event.org_id == bluesky.id and event.on_behalf_of_org_id is None
     with pytest.raises(NotAllowed):  # no longer in stock
         assign_stock(bluesky_admin, stock, channel["customer"])
 
 
-def test_bulk_attach_is_all_or_nothing(channel, make):
-    customer = channel["customer"]
-    own = [make.entitlement(customer) for _ in range(3)]
-    foreign = make.entitlement(make.customer("Fabrikam"))
-    admin = make.actor(customer, "admin")
-    with pytest.raises(NotAllowed):
-        attach_partner(admin, [*own, foreign], channel["initech"], permissions=["view", "download"])
-    db.session.rollback()
-    assert db.session.scalar(select(func.count(Attachment.id))) == 0
-    attachments = attach_partner(admin, own, channel["initech"], permissions=["view", "download"])
-    db.session.commit()
-    assert len(attachments) == 3
-    assert {tuple(a.permissions) for a in attachments} == {("view", "download")}
-    # Attaching again updates the live attachment instead of adding a second one.
-    attach_partner(admin, own[:1], channel["initech"], permissions=["view", "download", "activate"])
-    db.session.commit()
-    assert db.session.scalar(select(func.count(Attachment.id))) == 3
-    assert own[0].attachments[0].permissions == ["view", "download", "activate"]
-    member = make.actor(customer, "member")
-    with pytest.raises(NotAllowed):
-        attach_partner(member, own, channel["redrock"])
-
-
-def test_customer_admin_revokes_even_the_sellers_attachment(channel, make):
-    customer = channel["customer"]
-    entitlement = make.entitlement(customer, [channel["redrock"]])
-    (sold,) = entitlement.attachments
-    with pytest.raises(NotAllowed):
-        revoke_attachment(make.actor(channel["redrock"]), sold)
-    admin = make.actor(customer, "admin")
-    revoke_attachment(admin, sold)
-    db.session.commit()
-    assert not sold.active and sold.revoked_by_id == admin.user.id and sold.revoked_at is not None
-    assert [link.partner.name for link in entitlement.chain] == ["RedRock"]
-    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "attachment.revoke"))
-    assert event.details == {"code": entitlement.code, "partner": "RedRock", "relation": "sold"}
-
-
-def test_one_live_attachment_per_partner_in_the_database(channel, make):
-    entitlement = make.entitlement(channel["customer"], [channel["redrock"]])
-    db.session.add(Attachment(entitlement=entitlement, partner=channel["redrock"], relation="services",
-                              can_view=True, active=True))
-    with pytest.raises(Exception, match="(?i)unique"):
-        db.session.flush()
-    db.session.rollback()
+def test_on_behalf_of_is_set_only_for_a_partner_acting_for_a_customer(channel, make):
+    customer, bluesky = channel["customer"], channel["bluesky"]
+    partner = make.actor(bluesky)
+    assert partner.on_behalf_of(customer) == customer.id  # the object's owner
+    assert partner.on_behalf_of(bluesky) is None  # its own object, working for nobody
+    assert partner.for_customer(customer.id).on_behalf_of(bluesky) == customer.id  # the chosen customer
+    assert make.system.on_behalf_of(customer) is None  # producer staff act in their own name
+    assert make.actor(customer, "admin").on_behalf_of(customer) is None

@@ -124,7 +124,7 @@ def test_only_one_producer(make):
 
 def test_database_refuses_a_second_producer(make):
     make.producer()
-    db.session.add(Organization(kind="producer", name="Rogue", path="/x/"))
+    db.session.add(Organization(id=999, kind="producer", name="Rogue", path="/999/"))
     with pytest.raises(Exception, match="(?i)unique"):
         db.session.flush()
     db.session.rollback()

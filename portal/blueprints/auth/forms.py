@@ -21,6 +21,10 @@ class InvitationForm(FlaskForm):
     pass
 
 
+class WithdrawForm(FlaskForm):
+    pass
+
+
 class RequestAccessForm(FlaskForm):
     organization = StringField("Organization you work for", validators=[DataRequired(), Length(max=200)])
     message = TextAreaField("Message to its administrators", validators=[Optional(), Length(max=2000)])
