@@ -176,8 +176,8 @@ _HISTORY = {
     "membership": "It still has members; remove them first.",
     "invitation": "It has invitations on record; it stays for their history.",
     "portal_request": "It has requests on record; it stays for their history.",
-    "attachment": "It has been attached to entitlements; it stays for their history.",
     "sales_chain_link": "It is in the sales chain of entitlements; it stays for the channel's history.",
+    "attachment": "It has been attached to entitlements; it stays for their history.",
     "channel_relationship": "It has channel relationships; it stays for the channel's history.",
     "activation": "Its users activated seats; it stays for their history.",
 }
