@@ -1,4 +1,4 @@
-"""``flask portal ...``: demo, seed, worker, export, invite."""
+"""``flask portal ...``: demo, seed, worker, mail, export, invite."""
 
 from __future__ import annotations
 
@@ -77,6 +77,46 @@ def register_cli(app: Flask) -> None:
         from portal.services.outbox import run_worker
 
         run_worker(once=once, interval=interval, echo=lambda m: click.echo(m, err=True))
+
+    @portal_group.group("mail")
+    def mail_group():
+        """Look at the mail outbox and requeue failed mail."""
+
+    @mail_group.command("status")
+    def mail_status_command():
+        """How many mails are queued, sent and failed; the failed ones with their last error."""
+        from portal.models import OutboxEmail
+        from portal.services.mail import outbox_counts
+
+        counts = outbox_counts()
+        click.echo(", ".join(f"{n} {status}" for status, n in counts.items()))
+        failed = db.session.scalars(select(OutboxEmail).where(OutboxEmail.status == "failed")
+                                    .order_by(OutboxEmail.id).limit(20))
+        for email in failed:
+            click.echo(f"  failed #{email.id} to {email.to_addr} after {email.attempts} attempt(s): "
+                       f"{email.last_error}")
+        if counts["failed"] > 20:
+            click.echo(f"  ... and {counts['failed'] - 20} more")
+
+    @mail_group.command("requeue")
+    @click.option("--id", "ids", type=int, multiple=True, help="A failed mail to requeue (repeatable).")
+    @click.option("--all", "everything", is_flag=True, help="Requeue every failed mail.")
+    def mail_requeue_command(ids: tuple[int, ...], everything: bool):
+        """Queue failed mail again with its attempts reset; the worker sends it on its next pass."""
+        from portal.policy import system_actor
+        from portal.services.errors import ServiceError
+        from portal.services.mail import requeue_failed
+
+        if bool(ids) == everything:
+            raise click.UsageError("Give either --id N (one or more times) or --all.")
+        begin_write()
+        try:
+            emails = requeue_failed(system_actor(_producer()), None if everything else ids)
+        except ServiceError as error:
+            raise click.ClickException(error.message) from None
+        db.session.commit()
+        click.echo(f"{len(emails)} failed mail(s) queued again"
+                   + (": " + ", ".join(f"#{email.id}" for email in emails) if emails else ""))
 
     @portal_group.command("invite")
     @click.argument("email")

@@ -12,7 +12,11 @@ Use it in a test module::
         return smtp_server.app_config()
 
 ``stop()`` and ``start()`` simulate an outage (same port, so the app's config stays right);
-``reject[address] = "550 ..."`` makes the server refuse one recipient.
+``reject[address] = "550 ..."`` makes the server refuse one recipient (each refusal is
+counted in ``refused``); ``stall[address] = seconds`` makes it think that long before
+answering one recipient; ``hang_up_after_data`` closes each connection after a message;
+``busy = "421 ..."`` answers every ``MAIL FROM`` with that.
+``UnavailableServer`` answers every connection with 421 and hangs up, counting them.
 """
 
 from __future__ import annotations
@@ -41,11 +45,26 @@ class RecordingHandler:
     def __init__(self):
         self.envelopes: list = []
         self.reject: dict[str, str] = {}
+        self.refused: list[str] = []  # each recipient refused, once per refusal
+        self.stall: dict[str, float] = {}
         self.delay = 0.0  # seconds to think before accepting DATA (makes workers overlap)
+        self.hang_up_after_data = False  # as servers with a per-connection message limit do
+        self.busy: str | None = None
         self.lock = threading.Lock()
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.busy:
+            return self.busy
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.stall:
+            await asyncio.sleep(self.stall[address])
         if address in self.reject:
+            with self.lock:
+                self.refused.append(address)
             return self.reject[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -55,6 +74,9 @@ class RecordingHandler:
             await asyncio.sleep(self.delay)
         with self.lock:
             self.envelopes.append(envelope)
+        if self.hang_up_after_data:
+            # Runs after the reply below has been written: the client sees 250, then EOF.
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return "250 Message accepted for delivery"
 
 
@@ -140,6 +162,44 @@ class SmtpServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+class UnavailableServer:
+    """A TCP server on 127.0.0.1 that answers every connection with 421 and hangs up.
+
+    An SMTP server that is up but refuses service (overloaded, shutting down); ``connections``
+    counts how often a client asked.
+    """
+
+    host = "127.0.0.1"
+    greeting = b"421 4.3.2 Service not available, closing transmission channel\r\n"
+
+    def __init__(self):
+        self._socket = socket.create_server((self.host, 0))
+        self._socket.settimeout(0.05)
+        self.port = self._socket.getsockname()[1]
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                self.connections += 1
+                conn.sendall(self.greeting)
+
+    def __enter__(self) -> UnavailableServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._socket.close()
 
 
 def self_signed_tls(directory) -> tuple[ssl.SSLContext, str]:

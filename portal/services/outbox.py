@@ -11,7 +11,8 @@ change that causes it; this module sends it. Each message goes through three sho
 2. **Send** it over SMTP with no transaction open. No database lock is held during network
    I/O: on SQLite a write lock held while an SMTP server dawdles would stall every request
    of the web app that wants to write.
-3. **Mark** it sent (or record the failure and the next attempt) and commit.
+3. **Mark** it sent (or record the failure and the next attempt, or give the row back) and
+   commit.
 
 Delivery is at least once. A crash between send and mark leaves the row queued; it becomes
 due again when the lease runs out and is sent a second time with the same ``Message-ID``
@@ -19,13 +20,29 @@ header, which lets the receiver drop the duplicate. Nothing else sends a message
 claimed row is not due for any other worker until its lease has run out, and the lease
 (``OUTBOX_LEASE_SECONDS``) is far longer than one SMTP conversation may take.
 
-Failures: a 5xx answer to the recipient or the content is permanent and the row is marked
-``failed`` at once; anything else (connection refused, timeout, 4xx) is retried after
-``OUTBOX_BACKOFF_SECONDS * 2 ** (attempts - 1)`` seconds, capped at
-``OUTBOX_BACKOFF_MAX_SECONDS``, until ``OUTBOX_MAX_ATTEMPTS`` attempts have failed. When the
-server cannot be reached at all, the pass stops after recording that attempt: the other
-due messages are left untouched for the next pass rather than each waiting out the same
-connection timeout.
+Only the server's answer about a message costs that message an attempt:
+
+- a 5xx answer to the recipient or the content is permanent: the row is ``failed`` at once;
+- any other answer about it (4xx, a 5xx to ``MAIL FROM``), or the connection lost or timed
+  out after the server has answered ``MAIL FROM``, is retried after
+  ``OUTBOX_BACKOFF_SECONDS * 2 ** (attempts - 1)`` seconds, capped at
+  ``OUTBOX_BACKOFF_MAX_SECONDS``; the row is ``failed`` when ``OUTBOX_MAX_ATTEMPTS`` attempts
+  have failed.
+
+An **unavailable server** costs no attempt, however long it lasts: connection refused,
+greeting, STARTTLS or login refused, a timeout or a closed connection before the server
+answered ``MAIL FROM``, or ``421`` (closing) in answer to it. (A connection kept open from
+the previous message gets one fresh connection first, since servers close idle ones.) The
+row is given back at its old place in the queue, due at once, with ``last_error`` saying
+why; the pass stops there, leaving the other due messages untouched rather than each
+waiting out the same failure. ``run_worker`` then waits ``OUTBOX_BACKOFF_SECONDS`` (at least
+its poll interval) before it asks the server again, and nothing is lost when it comes back.
+``failed`` rows stay until an operator requeues them (``portal.services.mail.requeue_failed``,
+``flask portal mail requeue``).
+
+``deliver_due`` runs its own transactions, so it refuses to start inside a unit of work
+that has changes, flushed or not (see ``portal.services.mail.has_pending_writes``): it would
+otherwise commit them.
 
 Everything here runs in an application context and never touches ``request``.
 """
@@ -52,6 +69,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from portal.database import begin_write
 from portal.extensions import db
 from portal.models import OutboxEmail, utcnow
+from portal.services.mail import has_pending_writes
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +83,11 @@ RESERVED_HEADERS = frozenset(
 
 
 class ServerUnavailable(Exception):
-    """The SMTP server could not be reached, greeted, secured or logged in to."""
+    """The SMTP server gave no answer about the message: the message is not to blame.
+
+    It could not be reached, greeted, secured or logged in to, or it closed the connection
+    or timed out before it answered ``MAIL FROM``, or it answered that with 421 (closing).
+    """
 
 
 @dataclass(frozen=True)
@@ -80,11 +102,12 @@ class _Outgoing:
     body_html: str | None
     headers: dict
     created_at: datetime
+    due_at: datetime  # its place in the queue, given back if the server cannot be reached
 
     @classmethod
     def of(cls, email: OutboxEmail) -> _Outgoing:
         return cls(email.id, email.message_id, email.to_addr, email.subject, email.body_text,
-                   email.body_html, dict(email.headers or {}), email.created_at)
+                   email.body_html, dict(email.headers or {}), email.created_at, email.next_attempt_at)
 
 
 def retry_delay(attempts: int, base_seconds: float, max_seconds: float) -> timedelta:
@@ -114,25 +137,61 @@ def build_message(outgoing: _Outgoing, mail_from: str) -> EmailMessage:
     return message
 
 
+class _Smtp(smtplib.SMTP):
+    """``smtplib.SMTP`` that remembers the reply to ``MAIL FROM``, the first answer about a message.
+
+    Trouble before that reply is the server's; from then on it concerns the message.
+    """
+
+    mail_reply: int | None = None
+
+    def mail(self, sender, options=()):
+        code, reply = super().mail(sender, options)
+        self.mail_reply = code
+        return code, reply
+
+
 class _SmtpConnection:
     """One SMTP connection, opened on first use and reused for the rest of a pass."""
 
     def __init__(self, config):
         self.config = config
-        self.smtp: smtplib.SMTP | None = None
+        self.smtp: _Smtp | None = None
 
     def send(self, message: EmailMessage, to_addr: str) -> None:
+        """Send one message; ``ServerUnavailable`` if the server gave no answer about it.
+
+        A connection kept open from the previous message may have been closed by the server
+        meanwhile (idle or per-connection limits): then the message gets one fresh connection.
+        """
+        reused = self.smtp is not None
+        try:
+            self._send(message, to_addr)
+        except ServerUnavailable:
+            if not reused:
+                raise
+            self._send(message, to_addr)
+
+    def _send(self, message: EmailMessage, to_addr: str) -> None:
         if self.smtp is None:
             self.smtp = self._open()
-        # The envelope recipient is the bare address, even if the row has "Name <address>".
-        self.smtp.send_message(message, to_addrs=[parseaddr(to_addr)[1] or to_addr])
+        smtp = self.smtp
+        smtp.mail_reply = None
+        try:
+            # The envelope recipient is the bare address, even if the row has "Name <address>".
+            smtp.send_message(message, to_addrs=[parseaddr(to_addr)[1] or to_addr])
+        except (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPSenderRefused) as error:
+            if smtp.mail_reply not in (None, 421):
+                raise  # the server had accepted or refused this message's MAIL FROM
+            self.reset()
+            raise ServerUnavailable(_describe(error)) from error
 
-    def _open(self) -> smtplib.SMTP:
+    def _open(self) -> _Smtp:
         config = self.config
         smtp = None
         try:
-            smtp = smtplib.SMTP(config["SMTP_HOST"], int(config["SMTP_PORT"]),
-                                timeout=float(config["SMTP_TIMEOUT"]))
+            smtp = _Smtp(config["SMTP_HOST"], int(config["SMTP_PORT"]),
+                         timeout=float(config["SMTP_TIMEOUT"]))
             smtp.ehlo()
             if config.get("SMTP_STARTTLS"):
                 smtp.starttls(context=ssl.create_default_context(cafile=config.get("SMTP_CA_FILE")))
@@ -260,11 +319,32 @@ def _mark_failed(email_id: int, now: datetime, error: str, *, permanent: bool) -
     return status
 
 
+def _give_back(outgoing: _Outgoing, error: str) -> None:
+    """The server could not be asked: end the lease without charging an attempt.
+
+    The row goes back to its old place in the queue, due at once; ``last_error`` says why
+    it is still waiting.
+    """
+    email = _locked_row(outgoing.id)
+    if email is None:
+        return
+    email.next_attempt_at = outgoing.due_at
+    email.last_error = error[:2000]
+    log.warning("outbox: %s to %s waits for the server (no attempt counted): %s",
+                email.message_id, email.to_addr, error)
+    db.session.commit()
+
+
 def _end_idle_transaction() -> None:
-    """The worker runs its own transactions: refuse unsaved changes, end a read-only one."""
+    """The worker runs its own transactions: refuse pending changes, end a read-only one.
+
+    Changes already flushed count too: committing them here would commit half of the
+    caller's unit of work behind its back.
+    """
     session = db.session()
-    if session.new or session.dirty or session.deleted:
-        raise RuntimeError("deliver_due() runs its own transactions: commit or roll back first")
+    if has_pending_writes(session):
+        raise RuntimeError("deliver_due() runs its own transactions and would commit your pending "
+                           "changes: commit or roll back first")
     if session.in_transaction():
         session.commit()
 
@@ -275,12 +355,22 @@ def deliver_due(now: datetime | None = None, limit: int = 100,
 
     ``now`` is the worker's clock (tests move it forward); ``stop``, when set, ends the
     pass after the message in hand. Returns counts: ``sent``, ``retried`` (failed this time,
-    queued for a later attempt) and ``failed`` (given up). ``attempts`` on a row counts every
-    try, the successful one included. Call it outside any unit of work: it commits.
+    queued for a later attempt), ``failed`` (given up) and ``deferred`` (1 when the pass
+    stopped because the server was unavailable; that message was given back, no attempt
+    counted). ``attempts`` on a row counts every answered try, the successful one included.
+    Call it outside any unit of work: it commits, and raises ``RuntimeError`` before
+    touching anything if the session has pending changes, flushed or not.
     """
+    return _deliver(now, limit, stop)[0]
+
+
+def _deliver(now: datetime | None, limit: int,
+             stop: threading.Event | None) -> tuple[dict[str, int], str | None]:
+    """One pass of ``deliver_due``; also returns why the server was unavailable, if it was."""
     config = current_app.config
     lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)))
-    counts = {"sent": 0, "retried": 0, "failed": 0}
+    counts = {"sent": 0, "retried": 0, "failed": 0, "deferred": 0}
+    server_error = None
     _end_idle_transaction()
     connection = _SmtpConnection(config)
     try:
@@ -299,7 +389,9 @@ def deliver_due(now: datetime | None = None, limit: int = 100,
             try:
                 connection.send(message, outgoing.to_addr)
             except ServerUnavailable as error:
-                _failure(counts, outgoing, clock, f"SMTP server unavailable: {error}")
+                server_error = f"SMTP server unavailable: {error}"
+                _give_back(outgoing, server_error)
+                counts["deferred"] += 1
                 break  # the rest would only wait out the same failure; they stay due
             except smtplib.SMTPException as error:
                 connection.reset()
@@ -313,7 +405,7 @@ def deliver_due(now: datetime | None = None, limit: int = 100,
             counts["sent"] += 1
     finally:
         connection.close()
-    return counts
+    return counts, server_error
 
 
 def _failure(counts: dict[str, int], outgoing: _Outgoing, now: datetime, error: str, *,
@@ -329,6 +421,8 @@ def run_worker(once: bool = False, interval: float = 2.0,
 
     With ``once``, deliver everything that is due and return. A stop request lets the message
     in hand finish (so it is not sent twice) and then returns without waiting out the interval.
+    While the SMTP server is unavailable, it is asked again only every
+    ``OUTBOX_BACKOFF_SECONDS`` (at least ``interval``), and each such pass says so.
     """
     stop = threading.Event()
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -338,21 +432,26 @@ def run_worker(once: bool = False, interval: float = 2.0,
         if not once:
             echo(f"outbox worker: polling every {interval:g}s (SIGTERM or Ctrl-C stops)")
         while not stop.is_set():
+            wait = interval
             try:
-                total = _drain(limit, stop)
+                total, server_error = _drain(limit, stop)
             except SQLAlchemyError as error:
                 if once:
                     raise
                 # The database may be restarting; the claimed row (if any) keeps its lease.
                 db.session.rollback()
                 echo(f"outbox worker: database error, retrying in {interval:g}s: {error}")
-                total = None
-            if total is not None and (once or any(total.values())):
+                total = server_error = None
+            if total is not None and (once or total["sent"] or total["retried"] or total["failed"]):
                 echo(f"outbox: {total['sent']} sent, {total['retried']} to retry, {total['failed']} failed")
+            if server_error is not None:
+                wait = max(interval, float(current_app.config["OUTBOX_BACKOFF_SECONDS"]))
+                echo(f"outbox: {server_error}; no attempt counted, "
+                     + ("mail stays queued" if once else f"asking again in {wait:g}s"))
             if once:
                 return
             db.session.remove()  # hand the connection back to the pool while idle
-            stop.wait(interval)
+            stop.wait(wait)
         echo("outbox worker: stopped")
     except KeyboardInterrupt:
         echo("outbox worker: interrupted")
@@ -361,13 +460,16 @@ def run_worker(once: bool = False, interval: float = 2.0,
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def _drain(limit: int, stop: threading.Event) -> dict[str, int]:
-    """Passes of ``deliver_due`` until one is not full (so nothing more is due) or a stop."""
-    total = {"sent": 0, "retried": 0, "failed": 0}
+def _drain(limit: int, stop: threading.Event) -> tuple[dict[str, int], str | None]:
+    """Passes of ``deliver_due`` until one is not full (so nothing more is due), the server
+    is unavailable, or a stop; the totals and the server's trouble, if any."""
+    total = {"sent": 0, "retried": 0, "failed": 0, "deferred": 0}
     while not stop.is_set():
-        counts = deliver_due(limit=limit, stop=stop)
+        counts, server_error = _deliver(None, limit, stop)
         for key, value in counts.items():
             total[key] += value
+        if server_error is not None:
+            return total, server_error
         if sum(counts.values()) < limit:
             break
-    return total
+    return total, None
