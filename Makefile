@@ -7,7 +7,7 @@ DEMO_DB := $(CURDIR)/instance/demo.db
 PORTAL_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export PORTAL_TEST_POSTGRES_URL
 
-.PHONY: setup demo test test-sqlite test-postgres lint chromium clean
+.PHONY: setup demo demo-run demo-invite test test-sqlite test-postgres lint chromium clean
 
 setup: $(VENV)/.installed node_modules/.installed portal/static/vendor/htmx.min.js instance/config.py
 
@@ -35,13 +35,31 @@ chromium:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-# Load the demo story into a fresh SQLite file and serve it with local sign-in on.
+# Load the demo story into a fresh SQLite file and serve it with local sign-in on:
+# `make demo`, or elsewhere with `make demo HOST=0.0.0.0 PORT=5001`. Every link the demo
+# prints or mails (logins, invitations) uses the address it is served on, DEMO_URL.
+# (Plain `=`: a HOST or PORT variable of the environment, as some shells set, does not apply.)
+HOST = 127.0.0.1
+PORT = 5000
+DEMO_URL = http://$(if $(findstring :,$(HOST)),[$(HOST)],$(HOST)):$(PORT)
+DEMO_ENV = PORTAL_DATABASE_URL=sqlite:///$(DEMO_DB) PORTAL_BASE_URL=$(DEMO_URL)
+
 demo: setup
+	$(MAKE) --no-print-directory demo-run
+
+# The demo without the set-up step (the tests read it with `make -n demo-run`).
+demo-run:
 	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
-	PORTAL_DATABASE_URL=sqlite:///$(DEMO_DB) $(FLASK) db upgrade
-	PORTAL_DATABASE_URL=sqlite:///$(DEMO_DB) $(FLASK) portal demo
-	PORTAL_DATABASE_URL=sqlite:///$(DEMO_DB) PORTAL_LOCAL_LOGIN_ENABLED=true \
-	  $(FLASK) run --host 127.0.0.1 --port 5000
+	$(DEMO_ENV) $(FLASK) db upgrade
+	$(DEMO_ENV) $(FLASK) portal demo
+	@echo "Invite someone (the link points here too): make demo-invite HOST=$(HOST) PORT=$(PORT)" \
+	  "EMAIL=new.person@contoso.example ORG='Contoso Group' ROLE=member"
+	$(DEMO_ENV) PORTAL_LOCAL_LOGIN_ENABLED=true $(FLASK) run --host $(HOST) --port $(PORT)
+
+# Invite someone into the running demo; the link points at it (same HOST and PORT as `make demo`):
+# make demo-invite EMAIL=new@contoso.example ORG="Contoso Group" ROLE=member
+demo-invite:
+	$(DEMO_ENV) $(FLASK) portal invite '$(EMAIL)' '$(ORG)' '$(ROLE)'
 
 # The whole suite on SQLite, then on PostgreSQL when it is reachable
 # (CI sets PORTAL_REQUIRE_POSTGRES=1: unreachable is then a failure, not a skip).

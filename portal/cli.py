@@ -20,6 +20,11 @@ def _producer() -> Organization:
     return producer
 
 
+def _base_url(app: Flask) -> str:
+    """The portal's public address (BASE_URL; `make demo` sets it from HOST and PORT)."""
+    return app.config["BASE_URL"].rstrip("/")
+
+
 def register_cli(app: Flask) -> None:
     @app.cli.group("portal")
     def portal_group():
@@ -27,18 +32,20 @@ def register_cli(app: Flask) -> None:
 
     @portal_group.command("demo")
     def demo_command():
-        """Load the demo story (spec section 9) into an empty database and print the logins."""
-        from portal.demo import DEMO_PASSWORD, DEMO_USERS, load_demo
+        """Load the demo story (docs/concepts.md) into an empty database and print the logins."""
+        from portal.demo import DEMO_PASSWORD, demo_logins, load_demo
 
         begin_write()
         try:
-            load_demo()
+            story = load_demo()
         except RuntimeError as error:
             raise click.ClickException(str(error)) from None
         db.session.commit()
-        click.echo("Demo story loaded. Sign in at " + app.config["BASE_URL"] + " with:")
-        for email, name, org_key, role in DEMO_USERS:
-            click.echo(f"  {email:<28} {role:<7} ({name}, {org_key})")
+        logins = demo_logins(story["orgs"])
+        width = max(len(email) for email, _ in logins) + 2
+        click.echo(f"Demo story loaded. Sign in at {_base_url(app)}/login with:")
+        for email, what in logins:
+            click.echo(f"  {email:<{width}}{what}")
         click.echo(f"Password for every demo user: {DEMO_PASSWORD}")
 
     @portal_group.command("seed")
@@ -136,5 +143,5 @@ def register_cli(app: Flask) -> None:
         except ServiceError as error:
             raise click.ClickException(error.message) from None
         db.session.commit()
-        click.echo(f"Invitation queued for {email}: {app.config['BASE_URL'].rstrip('/')}/invitations/{token}")
+        click.echo(f"Invitation queued for {email}: {_base_url(app)}/invitations/{token}")
 

@@ -1,4 +1,4 @@
-"""The demo story of spec section 9: deterministic, so every rule can be seen at work."""
+"""The demo story (docs/concepts.md, "The demo story"): deterministic, so every rule can be seen at work."""
 
 from __future__ import annotations
 
@@ -35,6 +35,22 @@ DEMO_USERS = [
     ("admin@fabrikam.example", "Fiona Fabrikam", "fabrikam", "admin"),
     ("admin@tailspin.example", "Tom Tailspin", "tailspin", "admin"),
 ]
+# Two people with the demo password and no organization yet: what each is waiting for.
+DEMO_NEWCOMERS = [
+    ("newhire@contoso.example", "Nina Newhire", "no organization yet; asked to join Contoso Group"),
+    ("founder@globex.example", "Grace Globex", "no organization yet; applied to become a partner (Globex Solutions)"),
+]
+
+
+def org_kind_in_words(kind: str) -> str:
+    return kind.replace("_", " ")
+
+
+def demo_logins(orgs: dict[str, Organization]) -> list[tuple[str, str]]:
+    """Each demo login with what it is, in words: ("it@contoso-de.example", "member of Contoso Germany (customer)")."""
+    logins = [(email, f"{role} of {orgs[key].name} ({org_kind_in_words(orgs[key].kind)})")
+              for email, _, key, role in DEMO_USERS]
+    return logins + [(email, what) for email, _, what in DEMO_NEWCOMERS]
 
 
 def load_demo(today: date | None = None) -> dict[str, object]:
@@ -146,14 +162,15 @@ def load_demo(today: date | None = None) -> dict[str, object]:
     record_usage(contoso_admin, ents["contoso_credits"].lines[0], 420, used_on=today, note="October renders")
 
     # One pending request of each kind.
-    newcomer = create_user("newhire@contoso.example", "Nina Newhire", password=DEMO_PASSWORD)
+    (newcomer_email, newcomer_name, _), (applicant_email, applicant_name, _) = DEMO_NEWCOMERS
+    newcomer = create_user(newcomer_email, newcomer_name, password=DEMO_PASSWORD)
     request_to_join(newcomer, orgs["contoso"], message="I joined Contoso's design team.")
     redrock = Actor(user=users["admin@redrock.example"], org=rr, role="admin")
     request_partner_access(redrock, orgs["fabrikam"], [ents["fabrikam_studio"].code],
                            permissions=["view", "download"], message="We now handle Fabrikam's desktop support.")
     request_transfer(contoso_admin, ents["contoso_credits"], orgs["fabrikam"],
                      message="Fabrikam took over our render farm.")
-    applicant = create_user("founder@globex.example", "Grace Globex", password=DEMO_PASSWORD)
+    applicant = create_user(applicant_email, applicant_name, password=DEMO_PASSWORD)
     apply_as_partner(applicant, company="Globex Solutions", kind="reseller", email="sales@globex.example",
                      message="We resell design software in the Nordics.")
     db.session.flush()

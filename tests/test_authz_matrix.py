@@ -229,16 +229,17 @@ MATRIX: list[Row] = [
     # OIDC: no provider is configured in this world, so every name is unknown (tests/oidc run the flows).
     Row("auth.oidc_start", "GET", everyone(NOT_FOUND), values={"name": "nowhere"}),
     Row("auth.oidc_callback", "GET", everyone(NOT_FOUND), values={"name": "nowhere"}),
-    # Invitations: a valid link shows its page to anyone; accepting needs a signed-in user.
+    # Invitations: a valid link shows its page to anyone; accepting needs a signed-in user, or
+    # (local sign-in on, as here) a new password: an empty one is 422 at the form.
     Row("auth.invitation", "GET", everyone(OK), relation="own", values=lambda w, role: {"token": _invite(w)}),
     Row("auth.invitation", "POST", relation="own", values=lambda w, role: {"token": _invite(w, _email_of(role))},
         expect=signed_in(producer=Expect(302, "/"), customer=Expect(302, "/"), partner=Expect(302, "/"),
-                         no_membership=Expect(302, "/"), anonymous=Expect(400))),
+                         no_membership=Expect(302, "/"), anonymous=Expect(422))),
     # Someone else's invitation (a forwarded link) joins nobody else. ("another_partner": the
     # relation slot for "someone else's valid object"; another_customer is the invalid link.)
     Row("auth.invitation", "POST", relation="another_partner", values=lambda w, role: {"token": _invite(w)},
         expect=signed_in(producer=Expect(403), customer=Expect(403), partner=Expect(403),
-                         no_membership=Expect(403), anonymous=Expect(400))),
+                         no_membership=Expect(403), anonymous=Expect(422))),
     # An unknown, used or expired link: 410 with a page that says so, the same for all three.
     Row("auth.invitation", "GET", everyone(Expect(410)), relation="another_customer", values={"token": "not-a-token"}),
     Row("auth.invitation", "POST", everyone(Expect(410)), relation="another_customer",

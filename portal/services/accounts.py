@@ -20,6 +20,8 @@ from portal.services.errors import Conflict, NotAllowed, ServiceError
 from portal.services.mail import queue_email
 
 INVITATION_LIFETIME = timedelta(days=7)
+PASSWORD_MIN_LENGTH = 12
+PASSWORD_MAX_LENGTH = 500  # hashing a megabyte of "password" is work nobody should get for free
 # Compared against when the email is unknown, so a miss costs as much time as a hit.
 _DUMMY_HASH = generate_password_hash("not-a-password", method="scrypt")
 
@@ -35,7 +37,8 @@ def find_user_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == email.strip().lower()))
 
 
-def create_user(email: str, display_name: str, *, password: str | None = None, actor: Actor | None = None) -> User:
+def create_user(email: str, display_name: str, *, password: str | None = None, actor: Actor | None = None,
+                request_id: str | None = None, client_addr: str | None = None) -> User:
     """A new user account (no membership yet); the email is unique, case-insensitively.
 
     ``actor`` is whoever creates it; without one the user signed itself up.
@@ -51,13 +54,16 @@ def create_user(email: str, display_name: str, *, password: str | None = None, a
     if actor is not None:
         record(actor, "user.create", user, details={"email": email})
     else:
-        record_user_event(user, "user.create", details={"email": email})
+        record_user_event(user, "user.create", request_id=request_id, client_addr=client_addr,
+                          details={"email": email})
     return user
 
 
 def set_password(user: User, password: str) -> None:
-    if len(password or "") < 10:
-        raise ServiceError("Use at least 10 characters.", field="password")
+    if len(password or "") < PASSWORD_MIN_LENGTH:
+        raise ServiceError(f"Use at least {PASSWORD_MIN_LENGTH} characters.", field="password")
+    if len(password) > PASSWORD_MAX_LENGTH:
+        raise ServiceError(f"Use at most {PASSWORD_MAX_LENGTH} characters.", field="password")
     user.password_hash = generate_password_hash(password, method="scrypt")
 
 
@@ -140,6 +146,12 @@ def invite_user(actor: Actor, org: Organization, email: str, role: str) -> tuple
     return invitation, token
 
 
+def mask_email(email: str) -> str:
+    """``alice@contoso.example`` -> ``a•••@contoso.example``: its owner recognizes it, nobody else learns it."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}•••@{domain}"
+
+
 def find_invitation(token: str) -> Invitation | None:
     """A usable invitation for this token: not used, not expired."""
     invitation = db.session.scalar(select(Invitation).where(Invitation.token_hash == _hash_token(token or "")))
@@ -148,14 +160,25 @@ def find_invitation(token: str) -> Invitation | None:
     return invitation
 
 
-def accept_invitation(token: str, user: User) -> Membership:
-    """Use an invitation once: the user joins the organization with the invited role."""
+def _use_invitation(token: str) -> Invitation:
+    """The usable invitation, locked: a second use at the same moment waits, then finds it used."""
     invitation = find_invitation(token)
-    if invitation is None:
+    if invitation is not None:
+        db.session.refresh(invitation, with_for_update=True)
+    if invitation is None or invitation.used_at is not None:
         raise ServiceError("This invitation link is not valid any more.")
+    return invitation
+
+
+def accept_invitation(token: str, user: User, *, request_id: str | None = None,
+                      client_addr: str | None = None) -> Membership:
+    """Use an invitation once: the user joins the organization with the invited role."""
+    invitation = _use_invitation(token)
     if user.email != invitation.email:
-        # An invitation is for one person: a forwarded or leaked link joins nobody else.
-        raise NotAllowed(f"This invitation is for {invitation.email}; you are signed in as {user.email}.")
+        # An invitation is for one person: a forwarded or leaked link joins nobody else,
+        # and does not tell whoever holds it whose address it was sent to.
+        raise NotAllowed(f"This invitation is for {mask_email(invitation.email)}; you are signed in as "
+                         f"{user.email}. Sign out, then open the link again.")
     invitation.used_at = utcnow()
     invitation.used_by_id = user.id
     membership = db.session.scalar(
@@ -165,7 +188,47 @@ def accept_invitation(token: str, user: User) -> Membership:
         membership = Membership(user=user, org_id=invitation.org_id, role=invitation.role)
         db.session.add(membership)
     db.session.flush()
-    actor = Actor(user=user, org=invitation.org, role=invitation.role)
+    actor = Actor(user=user, org=invitation.org, role=invitation.role, request_id=request_id, client_addr=client_addr)
     record(actor, "invitation.accept", invitation, subject_org=invitation.org,
            details={"email": user.email, "role": invitation.role})
     return membership
+
+
+def _unclaimed(user: User) -> bool:
+    """An account nobody can sign in to and that belongs nowhere: the invitation may give it a password."""
+    return user.active and not user.password_hash and not user.identities and not user.memberships
+
+
+def invitation_may_set_password(invitation: Invitation) -> bool:
+    """Whether the link may set a password: no account for the email yet (or an unclaimed one).
+
+    An account someone already signs in to (a password or an identity provider) never gets
+    its password from a link: whoever got hold of the link would take the account over.
+    Its owner signs in the usual way, then accepts.
+    """
+    user = find_user_by_email(invitation.email)
+    return user is None or _unclaimed(user)
+
+
+def accept_invitation_with_password(token: str, password: str, *, display_name: str | None = None,
+                                    request_id: str | None = None, client_addr: str | None = None) -> User:
+    """Set a password from an invitation link: the invited account is made with it and joins.
+
+    For local sign-in. Only where ``invitation_may_set_password``; the caller commits and
+    signs the user in.
+    """
+    invitation = _use_invitation(token)
+    context = {"request_id": request_id, "client_addr": client_addr}
+    user = find_user_by_email(invitation.email)
+    if user is None:
+        user = create_user(invitation.email, display_name or "", password=password, **context)
+    elif _unclaimed(user):
+        set_password(user, password)
+        if (display_name or "").strip():
+            user.display_name = display_name.strip()
+        record_user_event(user, "user.set_password", details={"how": "invitation"}, **context)
+    else:
+        raise Conflict("This email has an account already. Sign in to it the usual way, then open this "
+                       "link again to accept.")
+    accept_invitation(token, user, **context)
+    return user

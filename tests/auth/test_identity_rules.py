@@ -162,3 +162,149 @@ def test_behind_one_proxy_the_client_address_is_the_forwarded_one(client, make):
 
 def test_csrf_tokens_last_as_long_as_the_session(app):
     assert app.config["WTF_CSRF_TIME_LIMIT"] is None
+
+
+# Invitations: the page never names the invited address to someone else, and with local
+# sign-in on, an invited newcomer sets a password from the link.
+
+NEW_PASSWORD = "twelve chars and more"
+
+
+@pytest.fixture
+def invitation(make):
+    """Contoso Group invites alice@contoso.com as member; the link's path."""
+    customer = make.customer("Contoso Group")
+    make.entitlement(customer)
+    _, token = invite_user(make.system, customer, "alice@contoso.com", "member")
+    db.session.commit()
+    return f"/invitations/{token}"
+
+
+def _actions() -> list[str]:
+    from portal.models import AuditEvent
+
+    return list(db.session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
+
+
+def _set_password(client, link, password=NEW_PASSWORD, confirm=None, **extra):
+    data = {"display_name": "Alice", "password": password, "confirm": password if confirm is None else confirm}
+    return client.post(link, data=data | extra)
+
+
+def test_invitation_page_names_the_invitee_only_to_the_invitee(client, login_as, make, invitation):
+    eve = make.user(make.customer("Fabrikam"), email="eve@fabrikam.com")
+    anonymous = client.get(invitation).get_data(as_text=True)
+    assert "Contoso Group" in anonymous and "a•••@contoso.com" in anonymous
+    assert "alice@contoso.com" not in anonymous
+
+    as_eve = login_as(eve)
+    page = as_eve.get(invitation).get_data(as_text=True)
+    assert "alice@contoso.com" not in page and "a•••@contoso.com" in page
+    assert "signed in as eve@fabrikam.com" in page and "Accept as" not in page
+    refused = as_eve.post(invitation)
+    assert refused.status_code == 403
+    assert "alice@contoso.com" not in refused.get_data(as_text=True)
+    assert "a•••@contoso.com" in refused.get_data(as_text=True)
+
+    alice = make.user(make.customer("Tailspin"), email="alice@contoso.com")
+    page = login_as(alice).get(invitation).get_data(as_text=True)
+    assert "Accept as alice@contoso.com" in page and "•••" not in page
+
+
+def test_set_password_from_the_invitation_creates_joins_signs_in_and_audits_in_one_commit(client, invitation):
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    page = client.get(invitation).get_data(as_text=True)
+    assert "Set a password" in page and 'autocomplete="new-password"' in page
+    before = _actions()
+    commits = []
+
+    def count(session):
+        commits.append(session)
+
+    event.listen(Session, "after_commit", count)
+    try:
+        response = client.post(invitation, headers={"X-Request-ID": "set-password-1"},
+                               data={"display_name": "Alice", "password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    finally:
+        event.remove(Session, "after_commit", count)
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert len(commits) == 1
+    home = client.get("/", follow_redirects=True)
+    assert home.request.path == "/customer/" and "Contoso Group" in home.get_data(as_text=True)
+    assert "Welcome! You joined Contoso Group" in home.get_data(as_text=True)
+    db.session.rollback()  # a new transaction sees what the requests committed
+    user = db.session.scalar(select(User).where(User.email == "alice@contoso.com"))
+    assert user.display_name == "Alice"
+    assert [(m.org.name, m.role) for m in user.memberships] == [("Contoso Group", "member")]
+    from portal.models import AuditEvent
+
+    events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id).offset(len(before))).all()
+    assert [(e.action, e.user_id, e.request_id) for e in events] == [
+        ("user.create", user.id, "set-password-1"), ("invitation.accept", user.id, "set-password-1"),
+        ("session.sign_in", user.id, "set-password-1")]
+    # The link is used up; the password signs in from now on.
+    assert client.get(invitation).status_code == 410
+    client.post("/logout")
+    again = client.post("/login", data={"email": "alice@contoso.com", "password": NEW_PASSWORD})
+    assert again.status_code == 302
+
+
+@pytest.mark.parametrize(("password", "confirm", "field", "message"), [
+    ("", "", "password", "Choose a password."),
+    ("eleven char", "eleven char", "password", "Use at least 12 characters."),
+    ("x" * 501, "x" * 501, "password", "Use at most 500 characters."),
+    (NEW_PASSWORD, NEW_PASSWORD + "!", "confirm", "The two passwords are not the same."),
+])
+def test_set_password_says_what_is_wrong_at_the_field(client, invitation, password, confirm, field, message):
+    client.get(invitation)
+    before = _actions()
+    response = _set_password(client, invitation, password, confirm)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert f'<p class="error" id="{field}-error">{message}</p>' in page
+    assert 'aria-invalid="true"' in page
+    assert db.session.scalar(select(func.count(User.id)).where(User.email == "alice@contoso.com")) == 0
+    assert _actions() == before
+    assert client.get("/customer/").status_code == 302  # not signed in
+    assert client.get(invitation).status_code == 200  # still usable
+
+
+def test_set_password_is_never_offered_for_an_account_in_use(client, make, invitation):
+    """A link must not set the password of an account someone signs in to: they sign in, then accept."""
+    alice = make.user(make.customer("Tailspin"), email="alice@contoso.com", password=PASSWORD)
+    page = client.get(invitation).get_data(as_text=True)
+    assert "Set a password" not in page and 'id="sign-in-with-password"' in page
+    before = _actions()
+    response = _set_password(client, invitation)
+    assert response.status_code == 409
+    assert "has an account already" in response.get_data(as_text=True)
+    assert client.get("/customer/").status_code == 302  # not signed in
+    db.session.rollback()
+    assert alice.password_hash is not None and len(alice.memberships) == 1
+    assert _actions() == before
+    # The owner signs in and comes back to the invitation, which still works.
+    signed_in = client.post("/login", data={"email": "alice@contoso.com", "password": PASSWORD})
+    assert signed_in.headers["Location"] == invitation
+    assert client.post(invitation).status_code == 302
+    db.session.rollback()  # a new transaction sees what the requests committed
+    assert sorted(m.org.name for m in alice.memberships) == ["Contoso Group", "Tailspin"]
+
+
+@pytest.mark.parametrize("app_config", [{"LOCAL_LOGIN_ENABLED": False}])
+def test_no_password_from_an_invitation_without_local_sign_in(client, invitation):
+    assert "Set a password" not in client.get(invitation).get_data(as_text=True)
+    assert _set_password(client, invitation).status_code == 400
+    assert db.session.scalar(select(func.count(User.id)).where(User.email == "alice@contoso.com")) == 0
+
+
+@pytest.mark.parametrize("app_config", [{"WTF_CSRF_ENABLED": True}])
+def test_set_password_needs_the_forms_csrf_token(client, invitation):
+    import re
+
+    page = client.get(invitation).get_data(as_text=True)
+    assert _set_password(client, invitation).status_code == 400  # refused before the view
+    assert db.session.scalar(select(func.count(User.id)).where(User.email == "alice@contoso.com")) == 0
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)[1]
+    assert _set_password(client, invitation, csrf_token=token).status_code == 302

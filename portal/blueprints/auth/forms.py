@@ -1,6 +1,8 @@
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, IntegerField, PasswordField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Email, Length, Optional
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
+
+from portal.services.accounts import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 
 
 class LocalLoginForm(FlaskForm):
@@ -23,6 +25,21 @@ class InvitationForm(FlaskForm):
 
 class WithdrawForm(FlaskForm):
     pass
+
+
+class SetPasswordForm(FlaskForm):
+    """From an invitation link, with local sign-in on: the invited account's password."""
+
+    display_name = StringField("Your name", validators=[Optional(), Length(max=200)])
+    password = PasswordField("New password", description=f"At least {PASSWORD_MIN_LENGTH} characters.", validators=[
+        DataRequired("Choose a password."),
+        Length(min=PASSWORD_MIN_LENGTH, message=f"Use at least {PASSWORD_MIN_LENGTH} characters."),
+        Length(max=PASSWORD_MAX_LENGTH, message=f"Use at most {PASSWORD_MAX_LENGTH} characters."),
+    ])
+    confirm = PasswordField("Confirm the password", validators=[
+        DataRequired("Type the password again."),
+        EqualTo("password", message="The two passwords are not the same."),
+    ])
 
 
 class RequestAccessForm(FlaskForm):

@@ -11,14 +11,22 @@ from flask_login import current_user
 from portal import oidc
 from portal.auth_session import end_session, memberships_of, start_session
 from portal.blueprints.auth import bp
-from portal.blueprints.auth.forms import InvitationForm, LocalLoginForm, LogoutForm, SwitchOrgForm
+from portal.blueprints.auth.forms import InvitationForm, LocalLoginForm, LogoutForm, SetPasswordForm, SwitchOrgForm
 from portal.blueprints.guards import login_redirect
 from portal.database import begin_write
 from portal.extensions import db, limiter
 from portal.models import User
 from portal.services import identities
-from portal.services.accounts import accept_invitation, authenticate_local, find_invitation, note_sign_in
-from portal.services.errors import ServiceError
+from portal.services.accounts import (
+    accept_invitation,
+    accept_invitation_with_password,
+    authenticate_local,
+    find_invitation,
+    invitation_may_set_password,
+    mask_email,
+    note_sign_in,
+)
+from portal.services.errors import Conflict, ServiceError
 from portal.web import render
 
 
@@ -139,15 +147,22 @@ def oidc_callback(name: str):
 
 @bp.route("/invitations/<token>", methods=["GET", "POST"])
 def invitation(token: str):
-    """An invitation link: sign in to accept it (the first identity that does is bound to it)."""
+    """An invitation link: sign in to accept it (the first identity that does is bound to it),
+    or, with local sign-in on and no account for the email yet, set a password here.
+
+    The page names the organization that invites, never the invited address in full: a
+    forwarded link does not tell whoever opens it whose it was.
+    """
     invite = find_invitation(token)
     if invite is None:
         return render("auth/invitation_invalid.html", status=410)  # unknown, used or expired: all alike
     form = InvitationForm()
+    password_form = problem = None
+    status = 200
     if current_user.is_authenticated:
         if request.method == "POST" and form.validate_on_submit():
             try:
-                accept_invitation(token, current_user._get_current_object())
+                accept_invitation(token, current_user._get_current_object(), **_context())
             except ServiceError as error:
                 db.session.rollback()
                 return render("auth/sign_in_problem.html", message=error.message, status=403)
@@ -157,10 +172,38 @@ def invitation(token: str):
             flash(f"You joined {invite.org.name}.")
             return redirect(url_for("public.index"))
     elif request.method == "POST":
-        abort(400)
+        if not current_app.config["LOCAL_LOGIN_ENABLED"]:
+            abort(400)
+        password_form = SetPasswordForm()
+        status = 422
+        if password_form.validate_on_submit():
+            org_id, org_name = invite.org_id, invite.org.name
+            try:
+                user = accept_invitation_with_password(token, password_form.password.data,
+                                                       display_name=password_form.display_name.data, **_context())
+            except Conflict as error:  # the email has an account someone signs in to
+                db.session.rollback()
+                password_form, problem, status = None, error.message, error.status
+            except ServiceError as error:
+                db.session.rollback()
+                if error.field != "password":  # used meanwhile
+                    return render("auth/invitation_invalid.html", status=410)
+                password_form.password.errors.append(error.message)
+            else:
+                note_sign_in(user, method="local", **_context())
+                db.session.commit()  # account, membership, invitation used and their audit: all or nothing
+                start_session(user)
+                session["org_id"] = org_id
+                flash(f"Welcome! You joined {org_name}. Next time, sign in with {user.email} and your password.")
+                return redirect(url_for("public.index"))
     else:
         session["invitation_token"] = token
-    return render("auth/invitation.html", invite=invite, form=form, providers=oidc.providers())
+        if current_app.config["LOCAL_LOGIN_ENABLED"] and invitation_may_set_password(invite):
+            password_form = SetPasswordForm()
+    is_invitee = current_user.is_authenticated and current_user.email == invite.email
+    return render("auth/invitation.html", invite=invite, form=form, password_form=password_form,
+                  is_invitee=is_invitee, masked_email=mask_email(invite.email), problem=problem,
+                  providers=oidc.providers(), status=status)
 
 
 @bp.post("/logout")
