@@ -39,9 +39,16 @@ class Defaults:
     OUTBOX_BACKOFF_MAX_SECONDS = 3600
     OUTBOX_LEASE_SECONDS = 900  # a claimed mail is not due for other workers meanwhile
 
-    # Abuse limits (Flask-Limiter); memory storage unless a Redis URL is configured.
+    # Abuse limits (Flask-Limiter). memory:// counts in each process; several processes or hosts
+    # count together only through a shared store: RATELIMIT_STORAGE_URI = "redis://host:6379/0".
+    RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_KEY_PREFIX = "portal"  # keys in a shared Redis: LIMITS:LIMITER/portal/...
+    # Failed sign-ins from one client address (all accounts together): that address waits.
     LOGIN_FAILURE_LIMIT = "10 per minute"
+    # Failed sign-ins for one account from all addresses together: then addresses that failed
+    # for it wait; an address that has not failed for it may still sign in (no lock-out).
+    LOGIN_ACCOUNT_FAILURE_LIMIT = "50 per hour"
 
     # License certificates are signed with this Ed25519 key (made on first use).
     SIGNING_KEY_FILE = "signing-key.pem"

@@ -1,5 +1,6 @@
 """Session lifetime, cookie flags, security headers and sign-in rate limits."""
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -108,43 +109,128 @@ def test_headers_on_a_page_a_fragment_and_an_error(make, database_url, signing_k
 
 @pytest.fixture(params=["memory", "redis"])
 def app_config(request):
-    config = {"RATELIMIT_ENABLED": True, "LOGIN_FAILURE_LIMIT": "10 per minute"}
-    if request.param == "redis":
-        try:
-            redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-        except redis.ConnectionError:
-            if __import__("os").environ.get("PORTAL_REQUIRE_POSTGRES"):
-                raise
-            pytest.skip("Redis is not reachable on 127.0.0.1:6379")
-        # A key prefix of this test's own, so runs never see each other's counters.
-        config |= {"RATELIMIT_STORAGE_URI": REDIS_URL, "RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
-    return config
+    config = {"RATELIMIT_ENABLED": True, "LOGIN_FAILURE_LIMIT": "10 per minute",
+              "LOGIN_ACCOUNT_FAILURE_LIMIT": "50 per hour"}
+    if request.param == "memory":
+        yield config
+        return
+    store = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, decode_responses=True)
+    try:
+        store.ping()
+    except redis.ConnectionError:
+        if __import__("os").environ.get("PORTAL_REQUIRE_POSTGRES"):
+            raise
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+    # A key prefix of this test's own, so runs never see each other's counters.
+    prefix = f"test-{uuid.uuid4().hex}"
+    yield config | {"RATELIMIT_STORAGE_URI": REDIS_URL, "RATELIMIT_KEY_PREFIX": prefix}
+    for key in store.scan_iter(match=f"*{prefix}*"):
+        store.delete(key)
+    store.close()
 
 
-def test_eleventh_failed_sign_in_from_one_address_gets_429(client, alice, app_config):
+@pytest.fixture
+def counters(app):
+    """``counters()``: the rate-limit counters as the store holds them, ``{key: count}``.
+
+    With Redis it reads Redis itself (so a Redis test proves Redis was used); with memory it
+    checks that the limiter counts in this process's memory.
+    """
+    from limits.storage import MemoryStorage, RedisStorage
+
+    from portal.extensions import limiter
+
+    prefix = app.config["RATELIMIT_KEY_PREFIX"]
+    if app.config["RATELIMIT_STORAGE_URI"].startswith("redis://"):
+        assert isinstance(limiter.storage, RedisStorage)
+        store = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+
+        def _read():
+            return {key.split(":", 1)[1].replace(f"LIMITER/{prefix}/", ""): int(store.get(key))
+                    for key in store.scan_iter(match=f"LIMITS:LIMITER/{prefix}/*")}
+    else:
+        assert isinstance(limiter.storage, MemoryStorage)
+
+        def _read():
+            return {key.replace(f"LIMITER/{prefix}/", ""): count
+                    for key, count in limiter.storage.storage.items() if count}
+    return _read
+
+
+ALICE = hashlib.sha256(b"alice@contoso.com").hexdigest()[:32]
+
+
+def _sign_in(client, password, email="alice@contoso.com", addr="127.0.0.1"):
+    return client.post("/login", data={"email": email, "password": password}, environ_base={"REMOTE_ADDR": addr})
+
+
+def _retry_after(response) -> int:
+    """The 429's Retry-After, checked against what the page says."""
+    assert response.status_code == 429
+    seconds = int(response.headers["Retry-After"])
+    wait = f"{seconds} seconds" if seconds < 120 else f"{-(-seconds // 60)} minutes"
+    assert f"Too many attempts. Try again in {wait}." in response.get_data(as_text=True)
+    return seconds
+
+
+def test_eleventh_failed_sign_in_from_one_address_gets_429(client, alice, counters):
     for attempt in range(10):
-        response = client.post("/login", data={"email": f"guess{attempt}@contoso.com", "password": "nope"})
+        response = _sign_in(client, "nope", email=f"guess{attempt}@contoso.com")
         assert response.status_code == 401, attempt
-    blocked = client.post("/login", data={"email": "alice@contoso.com", "password": PASSWORD})
-    assert blocked.status_code == 429
-    assert "Too many attempts" in blocked.get_data(as_text=True)
+    blocked = _sign_in(client, PASSWORD)
+    assert 0 < _retry_after(blocked) <= 60
+    assert counters()["127.0.0.1/auth.login/10/1/minute"] == 10  # a refused attempt is not a failure
     # Another address is not affected.
-    other = client.post("/login", data={"email": "alice@contoso.com", "password": PASSWORD},
-                        environ_base={"REMOTE_ADDR": "127.0.0.2"})
-    assert other.status_code == 302
+    assert _sign_in(client, PASSWORD, addr="127.0.0.2").status_code == 302
 
 
-def test_failures_against_one_account_are_limited_across_addresses(client, alice, app_config):
-    for attempt in range(10):
-        response = client.post("/login", data={"email": "alice@contoso.com", "password": "nope"},
-                               environ_base={"REMOTE_ADDR": f"10.0.0.{attempt + 1}"})
-        assert response.status_code == 401
-    blocked = client.post("/login", data={"email": "alice@contoso.com", "password": PASSWORD},
-                          environ_base={"REMOTE_ADDR": "10.0.1.1"})
-    assert blocked.status_code == 429
+def test_an_attacker_cannot_lock_alice_out(client, alice, counters):
+    for attempt in range(15):
+        response = _sign_in(client, "nope", addr="10.0.0.66")
+        assert response.status_code == (401 if attempt < 10 else 429), attempt
+    # Alice, elsewhere, signs in at once; the attacker's address waits.
+    assert _sign_in(client, PASSWORD, addr="10.0.0.7").status_code == 302
+    assert 0 < _retry_after(_sign_in(client, PASSWORD, addr="10.0.0.66")) <= 60
+    assert counters() == {
+        "10.0.0.66/auth.login/10/1/minute": 10,
+        f"login-account/{ALICE}/50/1/hour": 10,
+        f"login-account-address/{ALICE}/10.0.0.66/50/1/hour": 10,
+    }
 
 
-def test_successful_sign_ins_do_not_count(client, alice, app_config):
+def test_the_account_limit_applies_across_addresses(app, client, alice, counters):
+    app.config["LOGIN_ACCOUNT_FAILURE_LIMIT"] = "20 per hour"
+    for attacker in ("10.0.0.1", "10.0.0.2"):
+        for _ in range(10):
+            assert _sign_in(client, "nope", addr=attacker).status_code == 401
+    # The budget is spent: a new address may still try, but once it has failed it waits too,
+    # even with the right password (else the limit would not slow the guessing).
+    assert _sign_in(client, "nope", addr="10.0.0.3").status_code == 401
+    assert 60 < _retry_after(_sign_in(client, PASSWORD, addr="10.0.0.3")) <= 3600
+    assert counters()[f"login-account/{ALICE}/20/1/hour"] == 21
+    # The real Alice, from an address that has not failed, is not locked out.
+    assert _sign_in(client, PASSWORD, addr="10.0.0.4").status_code == 302
+    # Other accounts are not limited by Alice's.
+    assert _sign_in(client, PASSWORD, email="bob@bluesky.com", addr="10.0.0.3").status_code == 302
+
+
+def test_successful_sign_ins_do_not_count(client, alice, counters):
     for _ in range(12):
-        assert client.post("/login", data={"email": "alice@contoso.com", "password": PASSWORD}).status_code == 302
+        assert _sign_in(client, PASSWORD).status_code == 302
         client.post("/logout")
+    assert counters() == {}
+
+
+def test_failed_provider_callbacks_are_limited_with_retry_after(client, counters):
+    for _ in range(10):
+        assert client.get("/login/oidc/nobody/callback?code=x&state=y").status_code == 404
+    assert 0 < _retry_after(client.get("/login/oidc/nobody/callback?code=x&state=y")) <= 60
+    assert counters() == {"127.0.0.1/auth.oidc_callback/10/1/minute": 10}
+
+
+def test_an_ipv6_client_is_counted_by_its_64(client, alice, counters):
+    for host in range(1, 11):
+        assert _sign_in(client, "nope", addr=f"2001:db8:1:2::{host:x}").status_code == 401
+    assert _retry_after(_sign_in(client, PASSWORD, addr="2001:db8:1:2:ffff::1")) <= 60
+    assert _sign_in(client, PASSWORD, addr="2001:db8:1:3::1").status_code == 302  # another network
+    assert counters()["2001:db8:1:2::/64/auth.login/10/1/minute"] == 10

@@ -3,10 +3,16 @@ active-organization switcher."""
 
 from __future__ import annotations
 
+import hashlib
+import math
+import time
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, flash, g, redirect, request, session, url_for
+from flask_limiter import RateLimitExceeded
 from flask_login import current_user
+from limits import RateLimitItem, parse
+from werkzeug.exceptions import TooManyRequests
 
 from portal import oidc
 from portal.auth_session import end_session, memberships_of, start_session
@@ -14,7 +20,7 @@ from portal.blueprints.auth import bp
 from portal.blueprints.auth.forms import InvitationForm, LocalLoginForm, LogoutForm, SetPasswordForm, SwitchOrgForm
 from portal.blueprints.guards import login_redirect
 from portal.database import begin_write
-from portal.extensions import db, limiter
+from portal.extensions import client_network, db, limiter
 from portal.models import User
 from portal.services import identities
 from portal.services.accounts import (
@@ -41,16 +47,62 @@ def safe_next(target: str | None) -> str:
 
 
 def _failed(response) -> bool:
-    """Only failures count against the sign-in limits."""
-    return response.status_code >= 400
+    """Only failures count against the sign-in limits (a refused attempt checked nothing)."""
+    return response.status_code >= 400 and response.status_code != 429
 
 
 def _failure_limit() -> str:
     return current_app.config["LOGIN_FAILURE_LIMIT"]
 
 
-def _account_key() -> str:
-    return "account:" + (request.form.get("email") or "").strip().lower()
+def _account_counters(email: str) -> tuple[RateLimitItem, list[str], list[str]]:
+    """The per-account limit, and the keys of its two counters: failures for the account from
+    all addresses, and failures for it from this address (hashed: no email addresses in the
+    rate-limit store)."""
+    account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    prefix = [current_app.config["RATELIMIT_KEY_PREFIX"]] if current_app.config.get("RATELIMIT_KEY_PREFIX") else []
+    return (parse(current_app.config["LOGIN_ACCOUNT_FAILURE_LIMIT"]),
+            [*prefix, "login-account", account],
+            [*prefix, "login-account-address", account, client_network()])
+
+
+def _check_account_limit(email: str) -> None:
+    """Once an account's failures from all addresses reach its limit, the addresses that failed
+    for it wait for the window to end; an address that has not failed for it may still try.
+    So nobody can lock a user out by failing on purpose from elsewhere."""
+    if not limiter.enabled:
+        return
+    item, account, this_address = _account_counters(email)
+    if limiter.limiter.test(item, *account):
+        return
+    if limiter.limiter.get_window_stats(item, *this_address).remaining >= item.amount:
+        return
+    reset_at = limiter.limiter.get_window_stats(item, *account).reset_time
+    raise TooManyRequests(retry_after=max(1, math.ceil(reset_at - time.time())))
+
+
+def _count_account_failure(email: str) -> None:
+    if limiter.enabled:
+        item, account, this_address = _account_counters(email)
+        limiter.limiter.hit(item, *account)
+        limiter.limiter.hit(item, *this_address)
+
+
+@bp.app_errorhandler(429)
+def too_many_attempts(error: TooManyRequests):
+    """Every 429 says when to come back: a ``Retry-After`` header and the same on the page."""
+    retry_after = error.retry_after if isinstance(error.retry_after, int) else None
+    breached = limiter.current_limit if isinstance(error, RateLimitExceeded) else None
+    if breached is not None and breached.breached:
+        retry_after = max(1, math.ceil(breached.window.reset_time - time.time()))
+    retry_after = retry_after or 60
+    wait = f"{retry_after} seconds" if retry_after < 120 else f"{math.ceil(retry_after / 60)} minutes"
+    message = f"Too many attempts. Try again in {wait}."
+    fragment_error = TooManyRequests(description=message)
+    response = render("auth/too_many_attempts.html", fragment="errors/fragment.html", status=429,
+                      message=message, error=fragment_error)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def _context() -> dict:
@@ -78,7 +130,6 @@ def _finish_sign_in(user: User, *, method: str, next_url: str, oidc_session: dic
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_failure_limit, methods=["POST"], deduct_when=_failed)
-@limiter.limit(_failure_limit, methods=["POST"], deduct_when=_failed, key_func=_account_key)
 def login():
     """The sign-in page: the configured identity providers, and local accounts where enabled."""
     form = LocalLoginForm()
@@ -89,9 +140,11 @@ def login():
         if not current_app.config["LOCAL_LOGIN_ENABLED"]:
             abort(404)
         if form.validate_on_submit():
+            _check_account_limit(form.email.data)
             user = authenticate_local(form.email.data, form.password.data)
             if user is not None:
                 return _finish_sign_in(user, method="local", next_url=safe_next(form.next.data))
+            _count_account_failure(form.email.data)
             note_sign_in(None, method="local", email=form.email.data, **_context())
             db.session.commit()
         # One message for every failure: it never says whether the account exists.
