@@ -62,7 +62,7 @@ def requeue_failed(actor: Actor, ids: Iterable[int] | None = None) -> list[Outbo
     ``ids`` names the mails (each must exist and be failed, else nothing changes); None
     means every failed mail. ``last_error`` stays until the next attempt replaces it.
     """
-    if not can(actor, "moderate"):
+    if not can(actor, "manage_mail"):
         raise NotAllowed("Only the producer's staff requeue mail.")
     query = select(OutboxEmail).where(OutboxEmail.status == "failed").order_by(OutboxEmail.id)
     if ids is not None:
