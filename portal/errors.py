@@ -28,7 +28,10 @@ def init_app(app: Flask) -> None:
                 error.description = f"What you sent is larger than this page accepts ({_size(limit)} at most)."
             else:  # Werkzeug's form parser: MAX_FORM_MEMORY_SIZE or MAX_FORM_PARTS
                 error.description = "The form holds more text or more fields than the portal accepts."
-        return render_template(_template(), error=error), error.code or 500
+        # The exception's own headers say how to go on: Allow (405), Retry-After (429, 503),
+        # WWW-Authenticate (401). Only its Content-Type is the template's business.
+        headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+        return render_template(_template(), error=error), error.code or 500, headers
 
     @app.errorhandler(ServiceError)
     def _service_error(error: ServiceError):
