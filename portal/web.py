@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, g, make_response, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import generate_csrf
 from werkzeug.routing import IntegerConverter
 
@@ -135,10 +136,26 @@ class DatabaseIntegerConverter(IntegerConverter):
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
+class CacheSafeSessionInterface(SecureCookieSessionInterface):
+    """The signed-cookie session, never saved on a response shared caches may keep.
+
+    A ``public`` (or ``s-maxage``) response with a Set-Cookie would hand one visitor's session
+    to the next one the cache serves; such a response leaves the session as it was.
+    """
+
+    def save_session(self, app, session, response) -> None:
+        cache = response.cache_control
+        if cache.public or cache.s_maxage is not None:
+            return
+        super().save_session(app, session, response)
+
+
 # --- pages --------------------------------------------------------------------------------------
 
 
 def init_app(app: Flask) -> None:
+    app.session_interface = CacheSafeSessionInterface()
+
     @app.context_processor
     def _globals():
         actor = current_actor()
