@@ -39,6 +39,7 @@ Same seed, same starting database, same data: every choice comes from ``random.R
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -122,8 +123,13 @@ _CITIES = ["Munich", "Lyon", "Austin", "Osaka", "Leeds", "Turin", "Denver", "Por
 _COUNTRIES = ["Germany", "France", "USA", "Japan", "UK", "Italy", "Spain", "Canada", "Austria", "Sweden"]
 
 
+# ``progress(stage, done, total)``: called as the run goes ("customers", "entitlements", "finishing").
+Progress = Callable[[str, int, int], None]
+
+
 def seed(
-    *, customers: int, partners: int, entitlements: int, random_seed: int = 1, today: date | None = None
+    *, customers: int, partners: int, entitlements: int, random_seed: int = 1, today: date | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, int]:
     """Generate and commit a synthetic data set; returns the rows written per table."""
     if min(customers, partners, entitlements) < 0:
@@ -133,8 +139,9 @@ def seed(
     begin_write()
     try:
         _keep_writers_out()
-        generator = _Generator(random_seed, today or date.today())
+        generator = _Generator(random_seed, today or date.today(), progress)
         counts = generator.run(customers=customers, partners=partners, entitlements=entitlements)
+        generator.report("finishing", 0, 1)
         _after_bulk_load()
         record(system_actor(generator.producer), "seed.run", generator.producer,
                subject_org=generator.producer, acting_for_owner=False, details={
@@ -142,6 +149,7 @@ def seed(
                    "entitlements": entitlements, "today": generator.today.isoformat(), "rows": counts,
                })
         db.session.commit()
+        generator.report("finishing", 1, 1)
     except BaseException:
         db.session.rollback()  # all or nothing, also on Ctrl-C
         raise
@@ -205,9 +213,12 @@ class _BulkWriter:
         self.buffers[name].append(row)
         self.buffered += 1
 
-    def maybe_flush(self) -> None:
+    def maybe_flush(self) -> bool:
+        """Write the buffered rows when there are enough of them; True when it did."""
         if self.buffered >= CHUNK_ROWS:
             self.flush()
+            return True
+        return False
 
     def flush(self) -> None:
         for name, rows in self.buffers.items():
@@ -236,7 +247,8 @@ class _BulkWriter:
 
 
 class _Generator:
-    def __init__(self, random_seed: int, today: date) -> None:
+    def __init__(self, random_seed: int, today: date, progress: Progress | None = None) -> None:
+        self.progress = progress
         self.rng = random.Random(random_seed)
         self.random_seed = random_seed
         self.today = today
@@ -248,6 +260,10 @@ class _Generator:
         self.producer: Organization
 
     # --- helpers ------------------------------------------------------------------------
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total)
 
     def at(self, day: date, hour: int = 9) -> datetime:
         return datetime.combine(day, time(hour), tzinfo=UTC) + timedelta(minutes=self.rng.randrange(480))
@@ -389,7 +405,9 @@ class _Generator:
                             members.append(annex)
             self.customer_orgs.extend((org_id, index) for org_id, _ in members)
             self.groups.append((self.pick_sellers(), self.pick_service_providers()))
-            self.writer.maybe_flush()
+            if self.writer.maybe_flush():
+                self.report("customers", index + 1, count)
+        self.report("customers", count, count)
 
     def pick_sellers(self) -> list[int]:
         """Bottom-up: a customer group buys from several sellers, not one."""
@@ -442,9 +460,11 @@ class _Generator:
             self.taken_codes.update(db.session.scalars(select(Entitlement.code)))
         if writer.next_ids["lines"] > 1:
             self.taken_codes.update(db.session.scalars(select(EntitlementLine.activation_code)))
-        for _ in range(count):
+        for index in range(count):
             self.make_entitlement()
-            writer.maybe_flush()
+            if writer.maybe_flush():
+                self.report("entitlements", index + 1, count)
+        self.report("entitlements", count, count)
 
     def unique_code(self, prefix: str, groups: int) -> str:
         while True:
