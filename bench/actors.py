@@ -7,8 +7,8 @@
 - producer staff.
 
 Each gets a user of its own (``bench-<label>-<org id>@bench.example.com``) with a local password, made
-with ``create_user`` and joined to the organization by an invitation it accepts, exactly as
-a person would be; the bench then signs in through ``POST /login``.
+with ``create_user`` and given its role with ``add_member``; the bench then signs in through
+``POST /login`` like a browser.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from sqlalchemy import distinct, func, select
 from portal.extensions import db
 from portal.models import Attachment, Entitlement, Organization, User
 from portal.policy import system_actor
-from portal.services.accounts import accept_invitation, create_user, invite_user
+from portal.services.accounts import create_user
+from portal.services.orgs import add_member
 
 BENCH_PASSWORD = "bench-password-2026"  # noqa: S105  (bench users on bench databases only)
 
@@ -93,8 +94,7 @@ def _ensure_user(org: Organization, role: str, email: str) -> None:
         return  # made by an earlier run (the email names the organization)
     system = system_actor(db.session.scalar(select(Organization).where(Organization.kind == "producer")))
     user = create_user(email, f"Bench {role}", password=BENCH_PASSWORD, actor=system)
-    _, token = invite_user(system, org, email, role)
-    accept_invitation(token, user)
+    add_member(system, org, user, role)
 
 
 def prepare_actors() -> list[BenchActor]:

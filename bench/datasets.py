@@ -158,13 +158,15 @@ def is_current(kind: str, size: Size) -> bool:
 def _progress(label: str):
     started = time.monotonic()
     interactive = sys.stdout.isatty()
+    shown = ["", 0]  # the stage and tenth last printed (not on a terminal: one line per tenth)
 
     def report(stage: str, done: int, total: int) -> None:
         elapsed = time.monotonic() - started
         line = f"  seeding {label}: {stage} {done:,}/{total:,} ({elapsed:.0f} s)"
         if interactive:
             print("\r" + line.ljust(70), end="\n" if stage == "finishing" and done == total else "", flush=True)
-        elif stage != "entitlements" or done == total or done * 10 // total != (done - 1) * 10 // total:
+        elif stage != shown[0] or done == total or done * 10 // total > shown[1]:
+            shown[:] = [stage, done * 10 // total]
             print(line, flush=True)
 
     return report
@@ -180,8 +182,21 @@ def ensure(kind: str, size: Size, *, log=print) -> str:
     _marker(kind, size).unlink(missing_ok=True)
     _recreate(kind, url)
     seed_into(url, size, progress=_progress(label))
+    settle(url)
     _marker(kind, size).write_text(json.dumps(fingerprint(size), indent=2))
     return url
+
+
+def settle(url: str) -> None:
+    """What the database does by itself after a bulk load, done now: PostgreSQL's autovacuum
+    (``VACUUM ANALYZE``: planner statistics, and the visibility map that index-only scans
+    need; this machine's server runs with autovacuum off), SQLite's ``ANALYZE``."""
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE"))
+    finally:
+        engine.dispose()
 
 
 def seed_into(url: str, size: Size, *, progress=None) -> float:

@@ -54,10 +54,10 @@ def _prepare(kind: str) -> tuple[str, list[int], int, int, int]:
     from portal.extensions import db
     from portal.models import Product
     from portal.policy import system_actor
-    from portal.services.accounts import accept_invitation, create_user, invite_user
+    from portal.services.accounts import create_user
     from portal.services.entitlements import LineSpec, create_entitlement
     from portal.services.licenses import signing_key
-    from portal.services.orgs import bootstrap_producer, create_organization
+    from portal.services.orgs import add_member, bootstrap_producer, create_organization
 
     url = _url(kind)
     datasets._recreate(kind, url)
@@ -69,8 +69,7 @@ def _prepare(kind: str) -> tuple[str, list[int], int, int, int]:
         system = system_actor(producer)
         customer = create_organization(system, kind="customer", name="Race Customer")
         user = create_user("race-admin@bench.example.com", "Race admin", password=BENCH_PASSWORD, actor=system)
-        _, token = invite_user(system, customer, user.email, "admin")
-        accept_invitation(token, user)
+        add_member(system, customer, user, "admin")
         product = Product(sku="RACE-1", name="Race Studio")
         db.session.add(product)
         lines, seats = [], 0

@@ -62,6 +62,7 @@ from portal.models import (
     UsageRecord,
     User,
 )
+from portal.models.entitlements import PartnerCustomer, RowCount, rebuild_partner_customers, rebuild_row_counts
 from portal.policy import system_actor
 from portal.services.audit import record
 from portal.services.codes import ALPHABET
@@ -87,6 +88,9 @@ TABLES: list[tuple[str, Table]] = [
     ("activations", Activation.__table__),
     ("usage_records", UsageRecord.__table__),
 ]
+
+# Derived from the tables above at the end of a run (they are kept by ORM hooks otherwise).
+READ_MODELS = [PartnerCustomer.__tablename__, RowCount.__tablename__]
 
 # (sku, name, license model, description)
 PRODUCTS = [
@@ -142,6 +146,9 @@ def seed(
         generator = _Generator(random_seed, today or date.today(), progress)
         counts = generator.run(customers=customers, partners=partners, entitlements=entitlements)
         generator.report("finishing", 0, 1)
+        # The rows went in without the ORM, so the read models are derived again from them.
+        rebuild_partner_customers(db.session.connection())
+        rebuild_row_counts(db.session.connection())
         _after_bulk_load()
         record(system_actor(generator.producer), "seed.run", generator.producer,
                subject_org=generator.producer, acting_for_owner=False, details={
@@ -159,7 +166,7 @@ def seed(
 def _keep_writers_out() -> None:
     """PostgreSQL: block other writers (not readers), so the id ranges chosen here stay free."""
     if db.session.connection().dialect.name == "postgresql":
-        names = ", ".join(table.name for _, table in TABLES)
+        names = ", ".join([*(table.name for _, table in TABLES), *READ_MODELS])
         db.session.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
 
 
@@ -175,8 +182,8 @@ def _after_bulk_load() -> None:
             f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "  # noqa: S608  (own table names)
             f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table.name}), false)"
         ))
-    for _, table in TABLES:
-        db.session.execute(text(f"ANALYZE {table.name}"))
+    for name in [*(table.name for _, table in TABLES), *READ_MODELS]:
+        db.session.execute(text(f"ANALYZE {name}"))
 
 
 def _code(rng: random.Random, prefix: str, groups: int) -> str:
