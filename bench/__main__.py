@@ -30,7 +30,8 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--databases", default="postgresql,sqlite", help="default: %(default)s")
     parser.add_argument("--requests", type=int, default=300, help="sequential requests per page (after 20 warm-up)")
     parser.add_argument("--max-seconds", type=float, default=10.0, help="cap on the sequential run of one page")
-    parser.add_argument("--wrk-seconds", type=float, default=5.0, help="duration of each wrk run at 8 clients")
+    parser.add_argument("--wrk-seconds", type=float, default=3.0, help="duration of each wrk run at 8 clients")
+    parser.add_argument("--wrk-runs", type=int, default=3, help="wrk runs per page; the best counts")
     parser.add_argument("--no-race", action="store_true", help="skip the activation race")
     parser.add_argument("--pages", default="", help="only pages whose route contains this text")
     parser.add_argument("--out", default=str(datasets.ROOT / "bench" / "results"), help="where the report goes")
@@ -61,6 +62,7 @@ def measure(kind: str, size: datasets.Size, options) -> DatasetResult:
     url = datasets.ensure(kind, size, log=_say)
     app = datasets.make_app(url)
     plans = []
+    who = []
     with app.app_context():
         for bench_actor in prepare_actors():
             user = db.session.scalar(db.select(User).where(User.email == bench_actor.email))
@@ -68,6 +70,7 @@ def measure(kind: str, size: datasets.Size, options) -> DatasetResult:
             pages, skipped = discover(app, bench_actor.area, actor)
             pages = [p for p in pages if options.pages in p.key]
             plans.append((bench_actor, pages, skipped))
+            who.append([bench_actor.label, bench_actor.org_name, _facts(actor)])
         db.session.remove()
         db.engine.dispose()
 
@@ -75,7 +78,8 @@ def measure(kind: str, size: datasets.Size, options) -> DatasetResult:
            "PORTAL_INSTANCE_PATH": str(datasets.DATA / "instance"), "PORTAL_LOCAL_LOGIN_ENABLED": "true"}
     portal = load.gunicorn("portal", "wsgi:app", env)
     floor_server = load.gunicorn("floor", "bench.floor:app", {"BENCH_FLOOR_DATABASE_URL": url})
-    result = DatasetResult(kind=kind, size=size.label, entitlements=size.entitlements, load_before=_load())
+    result = DatasetResult(kind=kind, size=size.label, entitlements=size.entitlements, load_before=_load(),
+                           actors=who)
     try:
         floors = [_floor(floor_server.port, options)]
         for bench_actor, pages, skipped in plans:
@@ -105,9 +109,27 @@ def measure(kind: str, size: datasets.Size, options) -> DatasetResult:
     return result
 
 
+def _facts(actor) -> str:
+    """What the actor sees, in numbers (through the policy's scopes)."""
+    from sqlalchemy import func, select
+
+    from portal import policy
+    from portal.extensions import db
+
+    def count(query) -> int:
+        return db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+
+    facts = [f"{count(policy.visible_entitlements(actor)):,} entitlements"]
+    if actor.is_partner:
+        facts.append(f"{count(policy.customers_served_by(actor)):,} customers served")
+    if actor.is_customer:
+        facts.append(f"{count(policy.subtree_org_ids(actor.org)):,} organizations in its tree")
+    return ", ".join(facts)
+
+
 def _floor(port: int, options) -> FloorResult:
     timing = load.sequential(port, "/", {}, requests=options.requests, max_seconds=options.max_seconds)
-    rate = load.wrk(port, "/", {}, seconds=options.wrk_seconds)
+    rate = load.wrk(port, "/", {}, seconds=options.wrk_seconds, runs=options.wrk_runs)
     _say(f"  floor: p50 {timing.p50:.1f} ms, p95 {timing.p95:.1f} ms, {rate.requests_per_second:.0f} req/s at 8")
     return FloorResult(p50=timing.p50, p95=timing.p95, rps=rate.requests_per_second)
 
@@ -115,7 +137,8 @@ def _floor(port: int, options) -> FloorResult:
 def _page(port, bench_actor, page, htmx, headers, floor, options) -> PageResult:
     timing = load.sequential(port, page.url, headers, requests=options.requests, max_seconds=options.max_seconds)
     ok = set(timing.statuses) <= {200}
-    rate = load.wrk(port, page.url, headers, seconds=options.wrk_seconds) if ok else load.Throughput(0.0, 0)
+    rate = load.wrk(port, page.url, headers, seconds=options.wrk_seconds, runs=options.wrk_runs) if ok \
+        else load.Throughput(0.0, 0)
     label = page.key + (" [HX]" if htmx else "")
     result = PageResult(actor=bench_actor.label, page=label, url=page.url, statuses=timing.statuses,
                         p50=timing.p50, p95=timing.p95, rps=rate.requests_per_second, errors=rate.errors,

@@ -48,6 +48,7 @@ class DatasetResult:
     floor: FloorResult | None = None
     pages: list[PageResult] = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    actors: list = field(default_factory=list)  # [label, organization, what it sees]
 
 
 def _key(page: PageResult) -> tuple[str, str]:
@@ -110,7 +111,8 @@ def _table(run: DatasetResult, runs: list[DatasetResult]) -> list[str]:
     lines = [
         f"### {run.size} entitlements on {run.kind}",
         "",
-        f"Load average before/after: {run.load_before} / {run.load_after}.",
+        f"Load average before/after: {run.load_before} / {run.load_after}. Signed in as: "
+        + "; ".join(f"{label}: {html.escape(org)} ({facts})" for label, org, facts in run.actors) + ".",
         "",
         "| page | signed in as | p50 ms | p95 ms | req/s at 8 | vs floor | SQL | same SQL at " + ", ".join(sizes)
         + " | status |",
@@ -173,7 +175,8 @@ def plot_svg(runs: list[DatasetResult]) -> str:
     sizes = sorted({r.entitlements for r in runs})
     values = [p.p95 for r in runs for p in r.pages if p.p95] + [r.floor.p95 for r in runs if r.floor]
     low = 10 ** math.floor(math.log10(max(min(values, default=1), 0.1)))
-    high = 10 ** math.ceil(math.log10(max(max(values, default=100), P95_BUDGET_MS * 1.2)))
+    top = max(max(values, default=100), P95_BUDGET_MS * 1.2)
+    high = next(d * step for d in (10 ** e for e in range(0, 6)) for step in (1, 2, 5) if d * step >= top)
     x_low, x_high = math.log10(min(sizes)) - 0.15, math.log10(max(sizes)) + 0.15
 
     def x(n: float) -> float:
@@ -244,7 +247,8 @@ def write(out: Path, name: str, runs: list[DatasetResult], races: list, context:
         "",
         f"`{context['command']}` at commit {context['commit']}{' (with local changes)' if context['dirty'] else ''}"
         f", {context['cpus']} CPUs, {context['minutes']:.1f} minutes. Portal and floor under gunicorn -w 2; "
-        "p50/p95 from one sequential client after 20 warm-up requests; throughput from `wrk -t2 -c8`; SQL "
+        "p50/p95 from one sequential client after 20 warm-up requests; throughput from `wrk -t2 -c8` (the best "
+        "of its runs); SQL "
         "statements per request from the bench's gunicorn hook. The machine may be shared: see the load "
         "averages per data set.",
         "",
