@@ -30,8 +30,9 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--databases", default="postgresql,sqlite", help="default: %(default)s")
     parser.add_argument("--requests", type=int, default=300, help="sequential requests per page (after 20 warm-up)")
     parser.add_argument("--max-seconds", type=float, default=10.0, help="cap on the sequential run of one page")
-    parser.add_argument("--wrk-seconds", type=float, default=3.0, help="duration of each wrk run at 8 clients")
-    parser.add_argument("--wrk-runs", type=int, default=3, help="wrk runs per page; the best counts")
+    parser.add_argument("--wrk-seconds", type=float, default=2.0, help="duration of each wrk run at 8 clients")
+    parser.add_argument("--wrk-runs", type=int, default=3,
+                        help="wrk runs per page, alternating with as many on the floor; the best of each counts")
     parser.add_argument("--no-race", action="store_true", help="skip the activation race")
     parser.add_argument("--pages", default="", help="only pages whose route contains this text")
     parser.add_argument("--out", default=str(datasets.ROOT / "bench" / "results"), help="where the report goes")
@@ -94,8 +95,8 @@ def measure(kind: str, size: datasets.Size, options) -> DatasetResult:
                                                                                headers=htmx_headers).body):
                     variants.append((True, htmx_headers))
                 for htmx, variant_headers in variants:
-                    result.pages.append(_page(portal.port, bench_actor, page, htmx, variant_headers, floors[0],
-                                              options))
+                    result.pages.append(_page(portal.port, floor_server.port, bench_actor, page, htmx,
+                                              variant_headers, options))
         floors.append(_floor(floor_server.port, options))
     finally:
         portal.stop()
@@ -103,8 +104,6 @@ def measure(kind: str, size: datasets.Size, options) -> DatasetResult:
     result.floor = FloorResult(
         p50=sum(f.p50 for f in floors) / len(floors), p95=sum(f.p95 for f in floors) / len(floors),
         rps=sum(f.rps for f in floors) / len(floors), runs=[asdict(f) for f in floors])
-    for page in result.pages:
-        page.ratio = page.rps / result.floor.rps if result.floor.rps else 0.0
     result.load_after = _load()
     return result
 
@@ -134,17 +133,22 @@ def _floor(port: int, options) -> FloorResult:
     return FloorResult(p50=timing.p50, p95=timing.p95, rps=rate.requests_per_second)
 
 
-def _page(port, bench_actor, page, htmx, headers, floor, options) -> PageResult:
+def _page(port, floor_port, bench_actor, page, htmx, headers, options) -> PageResult:
     timing = load.sequential(port, page.url, headers, requests=options.requests, max_seconds=options.max_seconds)
     ok = set(timing.statuses) <= {200}
-    rate = load.wrk(port, page.url, headers, seconds=options.wrk_seconds, runs=options.wrk_runs) if ok \
-        else load.Throughput(0.0, 0)
+    rate = floor = load.Throughput(0.0, 0)
+    if ok:
+        # The floor's runs alternate with the page's, so both see the same weather.
+        rate, floor = load.wrk_beside(port, page.url, headers, floor_port, "/", seconds=options.wrk_seconds,
+                                      runs=options.wrk_runs)
     label = page.key + (" [HX]" if htmx else "")
+    ratio = rate.requests_per_second / floor.requests_per_second if floor.requests_per_second else 0.0
     result = PageResult(actor=bench_actor.label, page=label, url=page.url, statuses=timing.statuses,
                         p50=timing.p50, p95=timing.p95, rps=rate.requests_per_second, errors=rate.errors,
-                        queries=sorted(timing.queries), samples=len(timing.seconds))
+                        queries=sorted(timing.queries), samples=len(timing.seconds), ratio=ratio,
+                        floor_rps=floor.requests_per_second)
     _say(f"  {bench_actor.label:<15} {label:<40} p50 {timing.p50:7.1f} ms  p95 {timing.p95:7.1f} ms  "
-         f"{rate.requests_per_second:6.0f} req/s ({rate.requests_per_second / floor.rps:4.0%})  "
+         f"{rate.requests_per_second:6.0f} req/s ({ratio:4.0%} of {floor.requests_per_second:.0f})  "
          f"{'/'.join(map(str, result.queries)) or '?'} queries  {dict(timing.statuses)}")
     return result
 
@@ -187,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "minutes": (time.monotonic() - started) / 60,
         "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "wrk": f"the best of {options.wrk_runs} runs of {options.wrk_seconds:g} s, each after one on the floor",
     }
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -172,6 +172,17 @@ def wrk(port: int, path: str, headers: dict[str, str], *, seconds: float, connec
     return max(results, key=lambda r: r.requests_per_second)
 
 
+def wrk_beside(port: int, path: str, headers: dict[str, str], floor_port: int, floor_path: str, *,
+               seconds: float, runs: int) -> tuple[Throughput, Throughput]:
+    """(page, floor): runs of the two alternate, and the best of each counts."""
+    pages, floors = [], []
+    for _ in range(runs):
+        floors.append(_wrk(floor_port, floor_path, {}, seconds=seconds, connections=8))
+        pages.append(_wrk(port, path, headers, seconds=seconds, connections=8))
+    best = lambda results: max(results, key=lambda r: r.requests_per_second)  # noqa: E731
+    return best(pages), best(floors)
+
+
 def _wrk(port: int, path: str, headers: dict[str, str], *, seconds: float, connections: int) -> Throughput:
     command = ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s"]
     for name, value in headers.items():

@@ -35,7 +35,8 @@ class PageResult:
     errors: int
     queries: list
     samples: int
-    ratio: float = 0.0
+    ratio: float = 0.0  # rps / floor_rps
+    floor_rps: float = 0.0  # the floor's, measured in turns with the page's
 
 
 @dataclass
@@ -104,23 +105,34 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
-def _table(run: DatasetResult, runs: list[DatasetResult]) -> list[str]:
+def busy(run: DatasetResult, cpus: int) -> bool:
+    """The machine was running other work meanwhile (1-minute load above its CPUs)."""
+    try:
+        return max(float(run.load_before.split()[0]), float(run.load_after.split()[0])) > cpus
+    except (ValueError, IndexError):
+        return False
+
+
+def _table(run: DatasetResult, runs: list[DatasetResult], cpus: int) -> list[str]:
     counts = query_counts(runs, run.kind)
     sizes = [r.size for r in runs if r.kind == run.kind]
     floor = run.floor
     lines = [
         f"### {run.size} entitlements on {run.kind}",
         "",
-        f"Load average before/after: {run.load_before} / {run.load_after}. Signed in as: "
-        + "; ".join(f"{label}: {html.escape(org)} ({facts})" for label, org, facts in run.actors) + ".",
+        *([f"**The machine was busy** (load above its {cpus} CPUs): the timings below carry other "
+           "work's noise; compare each page with the floor of the same table.", ""] if busy(run, cpus) else []),
+        f"Load average before/after: {run.load_before} / {run.load_after}."
+        + ("".join([" Signed in as: ", "; ".join(f"{label}: {html.escape(org)} ({facts})"
+                                                 for label, org, facts in run.actors), "."]) if run.actors else ""),
         "",
-        "| page | signed in as | p50 ms | p95 ms | req/s at 8 | vs floor | SQL | same SQL at " + ", ".join(sizes)
-        + " | status |",
-        "|---|---|---:|---:|---:|---:|---:|---|---|",
+        "| page | signed in as | p50 ms | p95 ms | req/s at 8 | floor req/s beside | vs floor | SQL | same SQL at "
+        + ", ".join(sizes) + " | status |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     if floor is not None:
         lines.append(f"| **floor** (bare Flask + SQLAlchemy, 50 rows) | – | {_ms(floor.p50)} | {_ms(floor.p95)} | "
-                     f"{floor.rps:.0f} | 1.00 | 1 | – | 200 |")
+                     f"{floor.rps:.0f} | – | 1.00 | 1 | – | 200 |")
     for page in run.pages:
         same = same_at_every_size(counts.get(_key(page), {}))
         marks = []
@@ -136,10 +148,10 @@ def _table(run: DatasetResult, runs: list[DatasetResult]) -> list[str]:
         flag = " ⚠ " + ", ".join(marks) if marks else ""
         lines.append(
             f"| `{page.page}`{flag} | {page.actor} | {_ms(page.p50)} | {_ms(page.p95)} | {page.rps:.0f} | "
-            f"{page.ratio:.2f} | {'/'.join(map(str, page.queries)) or '?'} | {'yes' if same else '**no**'} | "
-            f"{status} |")
+            f"{page.floor_rps:.0f} | {page.ratio:.2f} | {'/'.join(map(str, page.queries)) or '?'} | "
+            f"{'yes' if same else '**no**'} | {status} |")
     for actor, key, reason, _unfillable in run.skipped:
-        lines.append(f"| `{key}` | {actor} | – | – | – | – | – | – | not timed: {html.escape(reason)} |")
+        lines.append(f"| `{key}` | {actor} | – | – | – | – | – | – | – | not timed: {html.escape(reason)} |")
     return lines + [""]
 
 
@@ -247,8 +259,8 @@ def write(out: Path, name: str, runs: list[DatasetResult], races: list, context:
         "",
         f"`{context['command']}` at commit {context['commit']}{' (with local changes)' if context['dirty'] else ''}"
         f", {context['cpus']} CPUs, {context['minutes']:.1f} minutes. Portal and floor under gunicorn -w 2; "
-        "p50/p95 from one sequential client after 20 warm-up requests; throughput from `wrk -t2 -c8` (the best "
-        "of its runs); SQL "
+        "p50/p95 from one sequential client after 20 warm-up requests; throughput from `wrk -t2 -c8` "
+        f"({context.get('wrk', 'the best of its runs')}), compared with the floor's measured in turns with it; SQL "
         "statements per request from the bench's gunicorn hook. The machine may be shared: see the load "
         "averages per data set.",
         "",
@@ -262,7 +274,7 @@ def write(out: Path, name: str, runs: list[DatasetResult], races: list, context:
     ]
     ordered = sorted(runs, key=lambda r: (-r.entitlements, r.kind != BUDGET_DATABASE))
     for run in ordered:
-        lines += _table(run, runs)
+        lines += _table(run, runs, context.get("cpus") or 1)
     lines += ["## Latency against data size", "", f"![p95 against data size]({svg.name})", ""]
     for kind in dict.fromkeys(r.kind for r in runs):
         lines += _scaling_table(runs, kind)
@@ -281,3 +293,30 @@ def write(out: Path, name: str, runs: list[DatasetResult], races: list, context:
     markdown = out / f"{name}.md"
     markdown.write_text("\n".join(lines) + "\n")
     return markdown, found
+
+
+def load_json(path: Path) -> tuple[list[DatasetResult], list, dict]:
+    """A run's results as ``python -m bench`` saved them next to its report."""
+    import json
+    from types import SimpleNamespace
+
+    data = json.loads(path.read_text())
+    runs = []
+    for raw in data["runs"]:
+        floor = FloorResult(**raw.pop("floor")) if raw.get("floor") else None
+        pages = [PageResult(**page) for page in raw.pop("pages")]
+        runs.append(DatasetResult(**raw, floor=floor, pages=pages))
+    races = []
+    for race in data["races"]:
+        race = SimpleNamespace(**race)
+        race.per_second = race.attempts / race.seconds if race.seconds else 0.0
+        races.append(race)
+    return runs, races, data["context"]
+
+
+if __name__ == "__main__":  # python -m bench.report bench/results/<name>.json: write the report again
+    import sys
+
+    source = Path(sys.argv[1])
+    markdown, found = write(source.parent, source.stem, *load_json(source))
+    print(markdown, f"{len(found)} budget misses", sep="\n")

@@ -24,7 +24,10 @@ the 200,000-entitlement set in about 90 s where executemany needs over four minu
 ids assigned here (after the current maximum), bypassing the services and their per-row audit
 events. That is acceptable only because the data is synthetic and generated consistent by
 construction (``tests/test_seed.py`` checks the invariants the services would enforce); the
-run as a whole is audited by one ``seed.run`` event.
+run as a whole is audited by one ``seed.run`` event. The read models that the ORM keeps for the
+services (``partner_customer``, ``row_count``: see ``portal.models.entitlements``) are derived
+again from the tables at the end of the run, since these rows never passed through the ORM.
+``progress(stage, done, total)``, when given, hears how far the run is (``make bench`` shows it).
 
 Everything happens in ONE transaction, committed at the end: a seed run is all or nothing,
 so a failure (a constraint, Ctrl-C) never leaves half a data set behind, and the id ranges
