@@ -82,5 +82,18 @@ test-postgres:
 lint:
 	$(VENV)/bin/ruff check .
 
+# Time every page of the customer, partner and producer portals against a bare Flask page at
+# 1k, 20k and 200k entitlements (PostgreSQL; the largest on SQLite too), race activations,
+# and write bench/results/<date>.md (bench/README.md). `make bench SIZES=1k`: the smallest only.
+SIZES ?= 1k,20k,200k
+.PHONY: bench wrk
+bench: setup wrk
+	PYTHONPATH=$(CURDIR) $(PY) -m bench --sizes $(SIZES) $(BENCH_ARGS)
+
+wrk:
+	@command -v wrk >/dev/null || { \
+	  echo "Installing Debian's wrk for make bench"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+
 clean:
 	rm -rf $(VENV) node_modules portal/static/vendor

@@ -24,7 +24,10 @@ the 200,000-entitlement set in about 90 s where executemany needs over four minu
 ids assigned here (after the current maximum), bypassing the services and their per-row audit
 events. That is acceptable only because the data is synthetic and generated consistent by
 construction (``tests/test_seed.py`` checks the invariants the services would enforce); the
-run as a whole is audited by one ``seed.run`` event.
+run as a whole is audited by one ``seed.run`` event. The read models that the ORM keeps for the
+services (``partner_customer``, ``row_count``: see ``portal.models.entitlements``) are derived
+again from the tables at the end of the run, since these rows never passed through the ORM.
+``progress(stage, done, total)``, when given, hears how far the run is (``make bench`` shows it).
 
 Everything happens in ONE transaction, committed at the end: a seed run is all or nothing,
 so a failure (a constraint, Ctrl-C) never leaves half a data set behind, and the id ranges
@@ -39,6 +42,7 @@ Same seed, same starting database, same data: every choice comes from ``random.R
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -61,6 +65,7 @@ from portal.models import (
     UsageRecord,
     User,
 )
+from portal.models.entitlements import PartnerCustomer, RowCount, rebuild_partner_customers, rebuild_row_counts
 from portal.policy import system_actor
 from portal.services.audit import record
 from portal.services.codes import ALPHABET
@@ -86,6 +91,9 @@ TABLES: list[tuple[str, Table]] = [
     ("activations", Activation.__table__),
     ("usage_records", UsageRecord.__table__),
 ]
+
+# Derived from the tables above at the end of a run (they are kept by ORM hooks otherwise).
+READ_MODELS = [PartnerCustomer.__tablename__, RowCount.__tablename__]
 
 # (sku, name, license model, description)
 PRODUCTS = [
@@ -122,8 +130,13 @@ _CITIES = ["Munich", "Lyon", "Austin", "Osaka", "Leeds", "Turin", "Denver", "Por
 _COUNTRIES = ["Germany", "France", "USA", "Japan", "UK", "Italy", "Spain", "Canada", "Austria", "Sweden"]
 
 
+# ``progress(stage, done, total)``: called as the run goes ("customers", "entitlements", "finishing").
+Progress = Callable[[str, int, int], None]
+
+
 def seed(
-    *, customers: int, partners: int, entitlements: int, random_seed: int = 1, today: date | None = None
+    *, customers: int, partners: int, entitlements: int, random_seed: int = 1, today: date | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, int]:
     """Generate and commit a synthetic data set; returns the rows written per table."""
     if min(customers, partners, entitlements) < 0:
@@ -133,8 +146,12 @@ def seed(
     begin_write()
     try:
         _keep_writers_out()
-        generator = _Generator(random_seed, today or date.today())
+        generator = _Generator(random_seed, today or date.today(), progress)
         counts = generator.run(customers=customers, partners=partners, entitlements=entitlements)
+        generator.report("finishing", 0, 1)
+        # The rows went in without the ORM, so the read models are derived again from them.
+        rebuild_partner_customers(db.session.connection())
+        rebuild_row_counts(db.session.connection())
         _after_bulk_load()
         record(system_actor(generator.producer), "seed.run", generator.producer,
                subject_org=generator.producer, details={
@@ -142,6 +159,7 @@ def seed(
                    "entitlements": entitlements, "today": generator.today.isoformat(), "rows": counts,
                })
         db.session.commit()
+        generator.report("finishing", 1, 1)
     except BaseException:
         db.session.rollback()  # all or nothing, also on Ctrl-C
         raise
@@ -151,7 +169,7 @@ def seed(
 def _keep_writers_out() -> None:
     """PostgreSQL: block other writers (not readers), so the id ranges chosen here stay free."""
     if db.session.connection().dialect.name == "postgresql":
-        names = ", ".join(table.name for _, table in TABLES)
+        names = ", ".join([*(table.name for _, table in TABLES), *READ_MODELS])
         db.session.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
 
 
@@ -167,8 +185,8 @@ def _after_bulk_load() -> None:
             f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "  # noqa: S608  (own table names)
             f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table.name}), false)"
         ))
-    for _, table in TABLES:
-        db.session.execute(text(f"ANALYZE {table.name}"))
+    for name in [*(table.name for _, table in TABLES), *READ_MODELS]:
+        db.session.execute(text(f"ANALYZE {name}"))
 
 
 def _code(rng: random.Random, prefix: str, groups: int) -> str:
@@ -205,9 +223,12 @@ class _BulkWriter:
         self.buffers[name].append(row)
         self.buffered += 1
 
-    def maybe_flush(self) -> None:
+    def maybe_flush(self) -> bool:
+        """Write the buffered rows when there are enough of them; True when it did."""
         if self.buffered >= CHUNK_ROWS:
             self.flush()
+            return True
+        return False
 
     def flush(self) -> None:
         for name, rows in self.buffers.items():
@@ -236,7 +257,8 @@ class _BulkWriter:
 
 
 class _Generator:
-    def __init__(self, random_seed: int, today: date) -> None:
+    def __init__(self, random_seed: int, today: date, progress: Progress | None = None) -> None:
+        self.progress = progress
         self.rng = random.Random(random_seed)
         self.random_seed = random_seed
         self.today = today
@@ -248,6 +270,10 @@ class _Generator:
         self.producer: Organization
 
     # --- helpers ------------------------------------------------------------------------
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total)
 
     def at(self, day: date, hour: int = 9) -> datetime:
         return datetime.combine(day, time(hour), tzinfo=UTC) + timedelta(minutes=self.rng.randrange(480))
@@ -389,7 +415,9 @@ class _Generator:
                             members.append(annex)
             self.customer_orgs.extend((org_id, index) for org_id, _ in members)
             self.groups.append((self.pick_sellers(), self.pick_service_providers()))
-            self.writer.maybe_flush()
+            if self.writer.maybe_flush():
+                self.report("customers", index + 1, count)
+        self.report("customers", count, count)
 
     def pick_sellers(self) -> list[int]:
         """Bottom-up: a customer group buys from several sellers, not one."""
@@ -442,9 +470,11 @@ class _Generator:
             self.taken_codes.update(db.session.scalars(select(Entitlement.code)))
         if writer.next_ids["lines"] > 1:
             self.taken_codes.update(db.session.scalars(select(EntitlementLine.activation_code)))
-        for _ in range(count):
+        for index in range(count):
             self.make_entitlement()
-            writer.maybe_flush()
+            if writer.maybe_flush():
+                self.report("entitlements", index + 1, count)
+        self.report("entitlements", count, count)
 
     def unique_code(self, prefix: str, groups: int) -> str:
         while True:

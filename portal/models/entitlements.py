@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, datetime
 
 from sqlalchemy import (
@@ -13,9 +14,18 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    delete,
+    event,
+    func,
+    insert,
+    select,
     text,
+    update,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from portal.extensions import db
 from portal.models.base import UTCDateTime, enum_check, utcnow
@@ -122,6 +132,8 @@ class Attachment(db.Model):
         ),
         # Serves the partner scope: EXISTS (... partner_id = ? AND active AND entitlement_id = e.id).
         Index("ix_attachment_partner_scope", "partner_id", "active", "entitlement_id"),
+        # What a partner sees (policy.partner_entitlement_ids), read from the index alone.
+        Index("ix_attachment_partner_visible", "partner_id", "active", "can_view", "entitlement_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -146,3 +158,229 @@ class Attachment(db.Model):
     def permissions(self) -> list[str]:
         flags = (("view", self.can_view), ("download", self.can_download), ("activate", self.can_activate))
         return [name for name, on in flags if on]
+
+
+# --- read model: the customers each partner serves --------------------------------------------
+
+
+class PartnerCustomer(db.Model):
+    """Read model: partner ``partner_id`` sees ``entitlements`` (> 0) entitlements owned by customer
+    ``customer_id`` through active attachments with view rights. The customer's name is copied
+    here (and lower-cased, for searching), so one partner's customers are an index range in
+    name order that pages, searches and counts read without visiting the organizations.
+
+    ``policy.customers_served_by`` reads it instead of scanning every attachment of the partner.
+    It is derived data, kept equal to the attachments by the flush hooks below, so in the same
+    transaction as the change: any ORM change to an attachment (new, revoked, view rights,
+    deleted), to an entitlement's owner (stock assigned, transfer) or to a customer's name
+    updates it, whichever service makes it. Statements that bypass the ORM (a bulk ``update()``,
+    the seed's COPY) must call ``rebuild_partner_customers`` afterwards.
+    """
+
+    __tablename__ = "partner_customer"
+    __table_args__ = (
+        CheckConstraint("entitlements > 0", name="entitlements_positive"),
+        # One partner's customers by name: pages, searches and counts read this index only.
+        Index("ix_partner_customer_by_name", "partner_id", "customer_name", "customer_id", "search_name"),
+    )
+
+    partner_id: Mapped[int] = mapped_column(ForeignKey("organization.id"), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("organization.id"), primary_key=True, index=True)
+    customer_name: Mapped[str] = mapped_column(String(200))
+    search_name: Mapped[str] = mapped_column(String(200))  # customer_name.lower(), matched with LIKE
+    entitlements: Mapped[int] = mapped_column(Integer)
+
+
+def _served_query():
+    """(partner id, customer id, customer name, count) from the attachments: the derived truth."""
+    attachment, entitlement, owner = Attachment.__table__, Entitlement.__table__, Organization.__table__
+    return (
+        select(attachment.c.partner_id, entitlement.c.owner_id, owner.c.name, func.count())
+        .select_from(attachment.join(entitlement, entitlement.c.id == attachment.c.entitlement_id)
+                     .join(owner, owner.c.id == entitlement.c.owner_id))
+        .where(attachment.c.active.is_(True), attachment.c.can_view.is_(True), owner.c.kind == "customer")
+        .group_by(attachment.c.partner_id, entitlement.c.owner_id, owner.c.name)
+    )
+
+
+def served_pairs(connection, entitlement_ids=None) -> tuple[Counter, dict[int, str]]:
+    """({(partner id, customer id): entitlements}, {customer id: name}) for these entitlements
+    (all of them when ``entitlement_ids`` is None): what the read model must say about them."""
+    counts: Counter = Counter()
+    names: dict[int, str] = {}
+    if entitlement_ids is None:
+        chunks = [_served_query()]
+    else:
+        ids = sorted(entitlement_ids)
+        column = Attachment.__table__.c.entitlement_id
+        chunks = [_served_query().where(column.in_(ids[i:i + 5000])) for i in range(0, len(ids), 5000)]
+    for query in chunks:
+        for partner_id, customer_id, name, count in connection.execute(query):
+            counts[(partner_id, customer_id)] += count
+            names[customer_id] = name
+    return counts, names
+
+
+def apply_served_delta(connection, delta: dict[tuple[int, int], int], names: dict[int, str]) -> None:
+    """Add ``delta`` to the read model, creating rows as needed and removing those that reach 0."""
+    table = PartnerCustomer.__table__
+    for (partner_id, customer_id), change in sorted(delta.items()):  # one order: no deadlock between two
+        key = (table.c.partner_id == partner_id) & (table.c.customer_id == customer_id)
+        if change > 0:
+            insert = (postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert)(table)
+            connection.execute(
+                insert.values(partner_id=partner_id, customer_id=customer_id, customer_name=names[customer_id],
+                              search_name=names[customer_id].lower(), entitlements=change)
+                .on_conflict_do_update(index_elements=[table.c.partner_id, table.c.customer_id],
+                                       set_={"entitlements": table.c.entitlements + change})
+            )
+        elif change < 0:
+            connection.execute(delete(table).where(key, table.c.entitlements <= -change))
+            connection.execute(update(table).where(key).values(entitlements=table.c.entitlements + change))
+
+
+def rebuild_partner_customers(connection) -> int:
+    """Derive the whole read model again from the attachments; returns its number of rows."""
+    table = PartnerCustomer.__table__
+    connection.execute(delete(table))
+    counts, names = served_pairs(connection)
+    rows = [{"partner_id": partner_id, "customer_id": customer_id, "customer_name": names[customer_id],
+             "search_name": names[customer_id].lower(), "entitlements": count}
+            for (partner_id, customer_id), count in sorted(counts.items())]
+    for start in range(0, len(rows), 10_000):
+        connection.execute(insert(table), rows[start:start + 10_000])
+    return len(rows)
+
+
+_SERVED_KEY = "portal_served_before"
+_ATTACHMENT_FIELDS = ("active", "can_view", "entitlement_id", "entitlement", "partner_id", "partner")
+_OWNER_FIELDS = ("owner_id", "owner")
+
+
+def _changed(obj, fields) -> bool:
+    attrs = sa_inspect(obj).attrs
+    return any(attrs[name].history.has_changes() for name in fields)
+
+
+def _touched(session: Session) -> tuple[set[int], list, list]:
+    """What this flush may change in the read model: ids of existing entitlements, new
+    entitlements (their ids come with the flush; before it they served nobody), renamed
+    organizations."""
+    ids: set[int] = set()
+    new_entitlements = []
+    renamed = []
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, Attachment):
+            if obj in session.dirty and not _changed(obj, _ATTACHMENT_FIELDS):
+                continue
+            ids.update(i for i in sa_inspect(obj).attrs.entitlement_id.history.sum() if i is not None)
+            # Set through the relationship only (no id column yet): read it without loading anything.
+            entitlement = obj.__dict__.get("entitlement") if obj.entitlement_id is None else None
+            if entitlement is not None:
+                if entitlement.id is None:
+                    new_entitlements.append(entitlement)
+                else:
+                    ids.add(entitlement.id)
+        elif isinstance(obj, Entitlement):
+            if obj in session.new:
+                new_entitlements.append(obj)
+            elif obj in session.deleted or _changed(obj, _OWNER_FIELDS):
+                ids.add(obj.id)
+        elif isinstance(obj, Organization) and obj in session.dirty and _changed(obj, ("name",)):
+            renamed.append(obj)
+    return ids, new_entitlements, renamed
+
+
+@event.listens_for(Session, "before_flush")
+def _served_before_flush(session: Session, flush_context, instances) -> None:
+    ids, new_entitlements, renamed = _touched(session)
+    if not (ids or new_entitlements or renamed):
+        session.info.pop(_SERVED_KEY, None)
+        return
+    before = served_pairs(session.connection(), ids)[0] if ids else Counter()
+    session.info[_SERVED_KEY] = (ids, new_entitlements, renamed, before)
+
+
+@event.listens_for(Session, "after_flush")
+def _served_after_flush(session: Session, flush_context) -> None:
+    state = session.info.pop(_SERVED_KEY, None)
+    if state is None:
+        return
+    ids, new_entitlements, renamed, before = state
+    connection = session.connection()
+    table = PartnerCustomer.__table__
+    for org in renamed:
+        connection.execute(update(table).where(table.c.customer_id == org.id).values(
+            customer_name=org.name, search_name=org.name.lower()))
+    ids = ids | {e.id for e in new_entitlements if e.id is not None}
+    if ids:
+        after, names = served_pairs(connection, ids)
+        delta = {key: after.get(key, 0) - before.get(key, 0) for key in after.keys() | before.keys()}
+        apply_served_delta(connection, {k: v for k, v in delta.items() if v}, names)
+
+
+# --- read model: row counts for the producer's overview ---------------------------------------
+
+
+class RowCount(db.Model):
+    """Read model: how many entitlements (``entitlement``) and organizations of each kind
+    (``organization.<kind>``) there are, so the producer's overview need not count 200,000
+    rows on every visit.
+
+    Kept equal to the tables by the flush hook below, in the same transaction as the insert,
+    delete or change of kind (one row per name: concurrent creators wait for each other's
+    commit on it, which entering orders can afford). Statements that bypass the ORM must call
+    ``rebuild_row_counts`` afterwards (the seed does).
+    """
+
+    __tablename__ = "row_count"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+def _count_names(obj) -> str | None:
+    if isinstance(obj, Entitlement):
+        return "entitlement"
+    if isinstance(obj, Organization):
+        return f"organization.{obj.kind}"
+    return None
+
+
+def add_to_row_counts(connection, delta: dict[str, int]) -> None:
+    table = RowCount.__table__
+    for name, change in sorted(delta.items()):
+        if change:
+            insert = (postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert)(table)
+            connection.execute(insert.values(name=name, value=change).on_conflict_do_update(
+                index_elements=[table.c.name], set_={"value": table.c.value + change}))
+
+
+def rebuild_row_counts(connection) -> None:
+    """Count the rows again (after statements that bypass the ORM)."""
+    table = RowCount.__table__
+    organization, entitlement = Organization.__table__, Entitlement.__table__
+    counts = {"entitlement": connection.scalar(select(func.count()).select_from(entitlement))}
+    for kind, count in connection.execute(select(organization.c.kind, func.count()).group_by(organization.c.kind)):
+        counts[f"organization.{kind}"] = count
+    connection.execute(delete(table))
+    connection.execute(insert(table), [{"name": name, "value": value} for name, value in counts.items()])
+
+
+@event.listens_for(Session, "after_flush")
+def _count_rows_after_flush(session: Session, flush_context) -> None:
+    delta: Counter = Counter()
+    for obj in session.new:
+        if (name := _count_names(obj)) is not None:
+            delta[name] += 1
+    for obj in session.deleted:
+        if (name := _count_names(obj)) is not None:
+            delta[name] -= 1
+    for obj in session.dirty:
+        if isinstance(obj, Organization) and _changed(obj, ("kind",)):
+            history = sa_inspect(obj).attrs.kind.history
+            for old in history.deleted:
+                delta[f"organization.{old}"] -= 1
+            delta[f"organization.{obj.kind}"] += 1
+    if any(delta.values()):
+        add_to_row_counts(session.connection(), delta)
