@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from flask import abort, url_for
+from flask import abort, request, url_for
 from flask_sqlalchemy.pagination import Pagination
 
 # Control characters never belong in a search or a filter (and PostgreSQL refuses NUL).
@@ -184,6 +184,14 @@ class Table:
         if self.state.q:
             words += f" matching “{self.state.q}”"
         return words
+
+
+def push_url(response, state: ListState):
+    """For htmx, the URL to push into the history: the list's own, with defaults and empty
+    fields left out (the form sends every field; the bookmark should not)."""
+    if request.headers.get("HX-Request") == "true":
+        response.headers["HX-Push-Url"] = state.url()
+    return response
 
 
 def toast(response, message: str, kind: str = "success"):

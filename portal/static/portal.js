@@ -47,6 +47,26 @@
     return "That did not work (" + xhr.status + "). Reload the page and try again.";
   }
 
+  // Focus that was inside swapped content and went with it (a "Next" link on the last page, a
+  // "Return" button whose row is gone) moves to the new content's [data-focus-after-swap]
+  // element, not to the top of the page.
+  let focusWasInside = false;
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const target = event.detail.target;
+    focusWasInside = Boolean(target && document.activeElement && target.contains(document.activeElement));
+  });
+  document.addEventListener("htmx:afterSettle", (event) => {
+    const active = document.activeElement;
+    if (!focusWasInside || (active && active !== document.body && document.body.contains(active))) return;
+    focusWasInside = false;
+    const id = event.detail.target && event.detail.target.id;
+    const swapped = id && document.getElementById(id);
+    if (!swapped) return;
+    const focus = swapped.querySelector("[data-focus-after-swap]") || swapped;
+    if (!focus.hasAttribute("tabindex")) focus.setAttribute("tabindex", "-1");
+    focus.focus();
+  });
+
   document.addEventListener("portal:toast", (event) => showToast(event.detail.message, event.detail.kind));
   document.addEventListener("htmx:responseError", (event) => showToast(errorText(event.detail.xhr), "error"));
   document.addEventListener("htmx:sendError", () => showToast("The portal cannot be reached. Try again.", "error"));

@@ -11,6 +11,7 @@ from portal.extensions import db
 from portal.services.activations import activate, record_usage
 from portal.services.entitlements import LineSpec, create_entitlement
 from portal.services.requests import request_to_join
+from tests.customer.conftest import HX
 from tests.factories import write_transaction
 
 PAGES = [
@@ -84,7 +85,7 @@ def test_customer_pages_do_not_grow_with_rows(make, login_as, count_queries, wor
         for url in PAGES:
             db.session.commit()
             with count_queries() as counter:
-                response = client.get(url, headers={"HX-Request": "true"} if "panels" in url else {})
+                response = client.get(url, headers=HX if "panels" in url else {})
             assert response.status_code == 200, url
             counts[url] = counter.count
         db.session.commit()
@@ -92,7 +93,7 @@ def test_customer_pages_do_not_grow_with_rows(make, login_as, count_queries, wor
             assert client.get(f"/customer/entitlements/{code}").status_code == 200
         counts["entitlement"] = counter.count
         with count_queries() as counter:
-            response = client.post(f"/customer/lines/{line_id}/activations", headers={"HX-Request": "true"},
+            response = client.post(f"/customer/lines/{line_id}/activations", headers=HX,
                                    data={f"line-{line_id}-host_id": f"new-host-{next(hosts)}",
                                          f"line-{line_id}-seats": "1"})
             assert response.status_code == 200, response.get_data(as_text=True)
@@ -101,7 +102,7 @@ def test_customer_pages_do_not_grow_with_rows(make, login_as, count_queries, wor
 
     small = measure()
     with count_queries() as counter:
-        assert client.post(f"/customer/activations/{first.id}/return", headers={"HX-Request": "true"}).status_code == 200
+        assert client.post(f"/customer/activations/{first.id}/return", headers=HX).status_code == 200
     small["return"] = counter.count
     db.session.rollback()  # a fresh transaction: the requests wrote meanwhile
 
@@ -117,7 +118,7 @@ def test_customer_pages_do_not_grow_with_rows(make, login_as, count_queries, wor
     db.session.commit()
     large = measure()
     with count_queries() as counter:
-        assert client.post(f"/customer/activations/{again.id}/return", headers={"HX-Request": "true"}).status_code == 200
+        assert client.post(f"/customer/activations/{again.id}/return", headers=HX).status_code == 200
     large["return"] = counter.count
 
     assert large == small, f"statements with little data {small}, with more {large}"

@@ -34,7 +34,7 @@ from portal.models import (
     SalesChainLink,
 )
 from portal.models.entitlements import ENTITLEMENT_STATUSES, LICENSE_MODELS
-from portal.ui import Column, Filter, ListState, Table, parse_list_args
+from portal.ui import Column, Filter, ListState, Table, parse_list_args, push_url
 from portal.web import render
 
 # Entitlement codes: ENT-7F3K-Q9D2-XM4P (or the demo's ENT-DEMO-...); anything else is 404 at once.
@@ -209,8 +209,9 @@ def entitlements():
         csv_url=state.url("customer.entitlements_csv", page=1),
         empty_text="Entitlements appear here when your organization buys licenses.",
     )
-    return render("customer/entitlements.html", fragment="customer/_entitlements_table.html", table=table,
-                  filters=filters, details=_row_details(pagination.items), today=q.today())
+    response = render("customer/entitlements.html", fragment="customer/_entitlements_table.html", table=table,
+                      filters=filters, details=_row_details(pagination.items), today=q.today())
+    return push_url(response, state)
 
 
 @bp.get("/entitlements.csv")
