@@ -9,7 +9,7 @@ import re
 
 import jwt
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from portal.database import begin_write
 from portal.extensions import db
@@ -204,3 +204,31 @@ def test_certificate_verifies_offline_with_the_published_key(admin_client, shop)
         "munich-cad-01", 3, shop.entitlements["de_studio"].code)
     admin_client.post(f"/customer/activations/{activation.id}/return")
     assert admin_client.get(f"/customer/activations/{activation.id}.lic").status_code == 410
+
+
+@pytest.mark.parametrize("action", ["activate", "return", "rehost"])
+def test_each_post_takes_the_write_lock_before_its_first_read(member_client, shop, action):
+    """SQLite: seats are counted under BEGIN IMMEDIATE from the request's first statement."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL locks the line row instead (SELECT ... FOR UPDATE)")
+    line, activation = shop.line("de_studio"), shop.activations["de_cad"]
+    url, data = {
+        "activate": (f"/customer/lines/{line.id}/activations", {f"line-{line.id}-host_id": "locked-host",
+                                                                f"line-{line.id}-seats": "1"}),
+        "return": (f"/customer/activations/{activation.id}/return", {}),
+        "rehost": (f"/customer/activations/{activation.id}/rehost", {f"activation-{activation.id}-host_id": "h2"}),
+    }[action]
+    db.session.rollback()
+    statements: list[str] = []
+
+    def listener(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        response = member_client.post(url, data=data, headers=HX)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    assert response.status_code == 200
+    assert statements[0] == "BEGIN IMMEDIATE", statements[:3]
+    assert statements.count("BEGIN IMMEDIATE") == 1
