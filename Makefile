@@ -9,7 +9,11 @@ export PORTAL_TEST_POSTGRES_URL
 
 .PHONY: setup demo demo-run demo-invite test test-sqlite test-postgres lint chromium clean
 
-setup: $(VENV)/.installed node_modules/.installed portal/static/vendor/htmx.min.js instance/config.py
+# Third-party browser assets, copied from node_modules (never committed).
+VENDOR := portal/static/vendor
+VENDOR_FILES := $(VENDOR)/htmx.min.js $(VENDOR)/bootstrap.min.css $(VENDOR)/bootstrap.bundle.min.js
+
+setup: $(VENV)/.installed node_modules/.installed $(VENDOR_FILES) instance/config.py
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +25,19 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-portal/static/vendor/htmx.min.js: node_modules/.installed
-	mkdir -p portal/static/vendor
+$(VENDOR)/htmx.min.js: node_modules/.installed
+	mkdir -p $(VENDOR)
 	cp node_modules/htmx.org/dist/htmx.min.js $@
+
+# Bootstrap 5.3: its stylesheet everywhere, its JS bundle (with Popper) for the components that
+# need it (the collapsing nav bar, toasts). The source maps come along for the browser's tools.
+$(VENDOR)/bootstrap.min.css: node_modules/.installed
+	mkdir -p $(VENDOR)
+	cp node_modules/bootstrap/dist/css/bootstrap.min.css node_modules/bootstrap/dist/css/bootstrap.min.css.map $(VENDOR)/
+
+$(VENDOR)/bootstrap.bundle.min.js: node_modules/.installed
+	mkdir -p $(VENDOR)
+	cp node_modules/bootstrap/dist/js/bootstrap.bundle.min.js node_modules/bootstrap/dist/js/bootstrap.bundle.min.js.map $(VENDOR)/
 
 # A secret key of this installation's own, made once; never committed.
 instance/config.py:
@@ -96,4 +110,4 @@ wrk:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 
 clean:
-	rm -rf $(VENV) node_modules portal/static/vendor
+	rm -rf $(VENV) node_modules $(VENDOR)

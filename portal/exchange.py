@@ -47,8 +47,12 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NAME_CACHE_LIMIT = 50_000
 
 
-def export_entitlements_csv(actor: Actor, fileobj: IO[str], *, chunk_size: int = CHUNK_SIZE) -> int:
-    """Write the entitlements ``actor`` may see as CSV to ``fileobj``; returns the rows written."""
+def export_entitlements_csv(actor: Actor, fileobj: IO[str], *, chunk_size: int = CHUNK_SIZE,
+                            where: Sequence[Any] = ()) -> int:
+    """Write the entitlements ``actor`` may see as CSV to ``fileobj``; returns the rows written.
+
+    ``where``: further clauses on ``Entitlement`` (a list's search and filters), within the scope.
+    """
     writer = csv.writer(fileobj)
     writer.writerow(HEADER)
     owner = aliased(Organization)  # an alias, so the policy's subqueries on organization stay uncorrelated
@@ -65,6 +69,7 @@ def export_entitlements_csv(actor: Actor, fileobj: IO[str], *, chunk_size: int =
             owner.name.label("owner_name"),
             owner.path.label("owner_path"),
         )
+        .where(*where)
         .order_by(Entitlement.id)
         .limit(chunk_size)
     )

@@ -49,10 +49,12 @@ from flask import url_for
 from sqlalchemy import select
 
 from portal import policy
+from portal.database import begin_write
 from portal.extensions import db
-from portal.models import Membership, Organization, Product
+from portal.models import Activation, Entitlement, Membership, Organization, Product
 from portal.policy import system_actor
 from portal.services.accounts import create_user, invite_user
+from portal.services.activations import activate
 from portal.services.entitlements import LineSpec, attach_partner, create_entitlement
 from portal.services.orgs import add_channel_relationship, bootstrap_producer, create_organization
 
@@ -115,6 +117,9 @@ def area_route(area: str, ok: Expect) -> dict[str, Expect]:
 @dataclass
 class World:
     orgs: dict[str, Organization]
+    # Keyed like the orgs that own them: "contoso" (own), "fabrikam" (another_partner), "tailspin".
+    entitlements: dict[str, Entitlement] = field(default_factory=dict)
+    activations: dict[str, Activation] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Organization:
         try:
@@ -154,7 +159,11 @@ def build_world() -> World:
                                            sales_chain=[orgs[k] for k in chain])
     attach_partner(system, [bought["contoso"]], orgs["initech"], relation="services")
     db.session.commit()
-    return World(orgs)
+    begin_write()  # seats change under the write lock
+    activations = {owner: activate(system, entitlement.lines[0], f"{owner}-host", seats=2)[0]
+                   for owner, entitlement in bought.items()}
+    db.session.commit()
+    return World(orgs, bought, activations)
 
 
 # --- THE MATRIX -------------------------------------------------------------------------------
@@ -200,6 +209,53 @@ def _join_request(w: World, email: str) -> dict[str, Any]:
     req = request_to_join(user, w.tailspin, organization_name="Tailspin Toys")
     db.session.commit()
     return {"request_id": req.id}
+
+
+def _code(key: str) -> Callable[[World, str], dict[str, Any]]:
+    return lambda w, role: {"code": w.entitlements[key].code}
+
+
+def _line(key: str) -> Callable[[World, str], dict[str, Any]]:
+    return lambda w, role: {"line_id": w.entitlements[key].lines[0].id}
+
+
+def _activation(key: str) -> Callable[[World, str], dict[str, Any]]:
+    return lambda w, role: {"activation_id": w.activations[key].id}
+
+
+def _activate_form(key: str) -> Callable[[World, str], dict[str, Any]]:
+    def form(w: World, role: str) -> dict[str, Any]:
+        prefix = f"line-{w.entitlements[key].lines[0].id}"
+        return {f"{prefix}-host_id": "matrix-host", f"{prefix}-seats": "1"}
+    return form
+
+
+def _rehost_form(key: str) -> Callable[[World, str], dict[str, Any]]:
+    return lambda w, role: {f"activation-{w.activations[key].id}-host_id": "matrix-new-host"}
+
+
+# The customer portal's entitlement pages and activations. Relations: Contoso's entitlement
+# ("own": customer roles see it), Fabrikam's ("another_partner") and Tailspin's ("another_customer"):
+# never anything but 404 for our customer roles. Members activate, return and rehost like admins.
+_RELATION_OWNERS = {"own": "contoso", "another_partner": "fabrikam", "another_customer": "tailspin"}
+
+
+def _customer_object_rows() -> list[Row]:
+    rows = []
+    for relation, key in _RELATION_OWNERS.items():
+        def ok(expect: Expect, relation: str = relation) -> dict[str, Expect]:
+            return area_route("customer", expect if relation == "own" else NOT_FOUND)
+
+        rows += [
+            Row("customer.entitlement", "GET", ok(OK), relation=relation, values=_code(key)),
+            Row("customer.activate_seats", "POST", ok(Expect(302)), relation=relation, values=_line(key),
+                form=_activate_form(key)),
+            Row("customer.return_seats", "POST", ok(Expect(302)), relation=relation, values=_activation(key)),
+            Row("customer.rehost_seats", "POST", ok(Expect(302)), relation=relation, values=_activation(key),
+                form=_rehost_form(key)),
+            Row("customer.certificate", "GET", ok(OK), relation=relation, values=_activation(key)),
+        ]
+    return rows
 
 
 MATRIX: list[Row] = [
@@ -254,6 +310,14 @@ MATRIX: list[Row] = [
     # The three portals.
     Row("producer.home", "GET", area_route("producer", OK)),
     Row("customer.home", "GET", area_route("customer", OK)),
+    *[Row(f"customer.panel_{panel}", "GET", area_route("customer", OK))
+      for panel in ("seats", "expiring", "usage", "activations", "partners", "requests")],
+    Row("customer.entitlements", "GET", area_route("customer", OK), values={"q": "ENT", "sort": "code"}),
+    # A filter value the page never offered (another customer's sub-organization, say) is refused.
+    Row("customer.entitlements", "GET", area_route("customer", Expect(400)), relation="another_customer",
+        values=lambda w, role: {"org": w.tailspin.id}),
+    Row("customer.entitlements_csv", "GET", area_route("customer", OK)),
+    *_customer_object_rows(),
     Row("partner.home", "GET", area_route("partner", OK)),
     Row("partner.customers", "GET", area_route("partner", OK), values={"q": "Contoso"}),
     # A partner works for a customer it serves, never for another partner's or anyone else's.

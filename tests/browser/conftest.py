@@ -106,6 +106,9 @@ class Browse:
         return bool(url) and any(url.startswith(origin) for origin in self.foreign_origins)
 
     def _request_failed(self, request) -> None:
+        # Leaving a page cancels what it still loads (htmx panels, the icon): not a failure.
+        if request.failure == "net::ERR_ABORTED":
+            return
         if not self._foreign(request.frame.url):
             self.problems.append(f"request failed: {request.method} {request.url}")
 

@@ -1,3 +1,5 @@
+"""The customer portal: one blueprint, a module per page family (STYLE.md, "Growing the house")."""
+
 from flask import Blueprint
 
 from portal.blueprints.guards import require_area
@@ -5,4 +7,4 @@ from portal.blueprints.guards import require_area
 bp = Blueprint("customer", __name__)
 require_area(bp, "customer")
 
-from portal.blueprints.customer import routes  # noqa: E402,F401
+from portal.blueprints.customer import activations, entitlements, home  # noqa: E402,F401

@@ -1,0 +1,117 @@
+"""The UI foundation every portal shares: Bootstrap and htmx from static/vendor under the strict
+CSP, the area layouts, and the list state in the URL (portal/ui.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from flask import Response
+from werkzeug.exceptions import BadRequest
+
+from portal.ui import Filter, ListState, parse_list_args, toast
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "portal" / "templates"
+
+
+def _template_lines():
+    for path in sorted(TEMPLATES.rglob("*.html")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            yield f"{path.relative_to(TEMPLATES)}:{number}", line
+
+
+def test_templates_have_no_inline_style_or_script():
+    """The CSP ignores style="..." silently and blocks inline scripts and handlers: use classes
+    and static/portal.js."""
+    inline_style = re.compile(r"\sstyle\s*=", re.IGNORECASE)
+    inline_script = re.compile(r"<script(?![^>]*\ssrc=)[^>]*>", re.IGNORECASE)
+    handler = re.compile(r"\son[a-z]+\s*=", re.IGNORECASE)
+    offenders = [f"{where}: {line.strip()}" for where, line in _template_lines()
+                 if inline_style.search(line) or inline_script.search(line) or handler.search(line)]
+    assert offenders == []
+
+
+def test_every_page_loads_bootstrap_and_htmx_from_our_own_static_folder(client):
+    page = client.get("/login").get_data(as_text=True)
+    for asset in ("vendor/bootstrap.min.css", "vendor/htmx.min.js", "portal.css", "portal.js"):
+        assert f'/static/{asset}"' in page
+        response = client.get(f"/static/{asset}")
+        assert response.status_code == 200, f"{asset}: run `make setup` (it copies the vendor files)"
+        response.close()
+    assert "cdn" not in page.lower()
+    # The sign-in page needs no Bootstrap JS; the portal areas load it for their nav bar and toasts.
+    assert "bootstrap.bundle" not in page
+
+
+def test_setup_copies_bootstrap_like_htmx():
+    makefile = (ROOT / "Makefile").read_text()
+    package = json.loads((ROOT / "package.json").read_text())
+    assert package["dependencies"]["bootstrap"].startswith("5.3")
+    for asset in ("htmx.min.js", "bootstrap.min.css", "bootstrap.bundle.min.js"):
+        assert f"$(VENDOR)/{asset}" in makefile
+    assert "portal/static/vendor/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_area_layout_marks_the_current_page_and_names_the_user(make, login_as):
+    customer = make.customer("Contoso Group")
+    client = login_as(make.user(customer, "admin"))
+    page = client.get("/customer/").get_data(as_text=True)
+    assert re.search(r'<a class="nav-link active" href="/customer/" aria-current="page">Overview</a>', page)
+    assert page.count('aria-current="page"') == 1
+    assert '<span class="org fw-semibold">Contoso Group</span>' in page
+    assert "vendor/bootstrap.bundle.min.js" in page
+
+
+# --- the list state in the URL ---------------------------------------------------------------
+
+PRODUCTS = Filter("product", "Product", [("1", "Acme Studio"), ("2", "Acme Cloud Sync")])
+
+
+def _parse(app, query: dict):
+    with app.test_request_context():
+        return parse_list_args(query, endpoint="customer.home", sorts={"code", "purchased"},
+                               default_sort="-purchased", filters=[PRODUCTS])
+
+
+def test_list_state_round_trips_through_the_url(app):
+    state = _parse(app, {"q": " ent-1 ", "product": "2", "sort": "code", "page": "3"})
+    assert (state.q, dict(state.filters), state.sort, state.descending, state.page) == ("ent-1", {"product": "2"},
+                                                                                         "code", False, 3)
+    with app.test_request_context():
+        assert state.url(page=4) == "/customer/?q=ent-1&product=2&sort=code&page=4"
+        # Any other change starts at page 1; the default sort is left out of the URL.
+        assert state.url(sort="purchased", descending=True) == "/customer/?q=ent-1&product=2"
+        assert state.sorted_by("code") == "/customer/?q=ent-1&product=2&sort=-code"
+        assert state.filter_url(product="1") == "/customer/?product=1"
+    default = _parse(app, {})
+    assert (default.sort, default.descending, default.page, default.narrowed) == ("purchased", True, 1, False)
+
+
+@pytest.mark.parametrize("query", [
+    {"q": "abc\x00"}, {"q": "tab\there"}, {"q": "x" * 101}, {"product": "3"}, {"product": "1\x7f"},
+    {"sort": "password"}, {"sort": "-owner_id"}, {"page": "two"}, {"page": "-1"}, {"page": "9" * 13},
+])
+def test_hostile_list_arguments_answer_400(app, query):
+    with pytest.raises(BadRequest):
+        _parse(app, query)
+
+
+def test_huge_page_numbers_are_capped(app):
+    assert _parse(app, {"page": "999999999999"}).page == 100_000
+    assert _parse(app, {"page": "0"}).page == 1
+
+
+def test_toast_travels_in_hx_trigger_as_ascii():
+    response = toast(Response(), "Returned 2 seats of host-ä")
+    header = response.headers["HX-Trigger"]
+    assert header.isascii()
+    assert json.loads(header) == {"portal:toast": {"message": "Returned 2 seats of host-ä", "kind": "success"}}
+
+
+def test_list_state_is_immutable():
+    state = ListState(endpoint="customer.home")
+    with pytest.raises(AttributeError):
+        state.page = 2  # type: ignore[misc]
