@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 
-from flask_wtf import FlaskForm
 from wtforms import IntegerField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
+
+from portal.forms import PortalForm
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_SEATS = 1_000_000
@@ -27,7 +28,7 @@ def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
-class _Form(FlaskForm):
+class _Form(PortalForm):
     class Meta:
         csrf = False  # CSRFProtect checks every POST of the app (see the module docstring)
 
