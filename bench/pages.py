@@ -82,12 +82,13 @@ def _line(actor):
 
 
 def _activation(actor):
+    """A live activation of an active entitlement: the one whose pages (its .lic) answer."""
     return _scalar(
         select(Activation.id)
         .join(EntitlementLine, EntitlementLine.id == Activation.line_id)
         .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
-        .where(policy.entitlement_scope(actor))
-        .order_by(Activation.active.desc(), Activation.id)
+        .where(policy.entitlement_scope(actor), Activation.active.is_(True), Entitlement.status == "active")
+        .order_by(Activation.id)
     )
 
 

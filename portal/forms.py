@@ -23,7 +23,7 @@ from flask import request
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import CombinedMultiDict
 from wtforms import IntegerField, TextAreaField
-from wtforms.validators import StopValidation
+from wtforms.validators import NumberRange, StopValidation
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc: C0, DEL, C1
 CONTROL_CHARACTERS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tab, LF, CR allowed
@@ -54,7 +54,9 @@ def refuse_hostile_values(form, field) -> None:
     if isinstance(field, IntegerField) and isinstance(field.data, int) and not (
         INTEGER_MIN <= field.data <= INTEGER_MAX
     ):
-        raise StopValidation(f"Enter a number between {INTEGER_MIN} and {INTEGER_MAX}.")
+        # The field's own range says it best ("Enter a number of seats from 1 to 1,000,000.").
+        own = next((v.message for v in field.validators if isinstance(v, NumberRange) and v.message), None)
+        raise StopValidation(own or f"Enter a number between {INTEGER_MIN} and {INTEGER_MAX}.")
 
 
 class PortalForm(FlaskForm):

@@ -69,12 +69,13 @@ def test_activating_the_same_host_again_changes_nothing(member_client, shop):
     ({"host_id": "host with spaces", "seats": "1"}, "host_id", "A host id is 1 to 128 characters"),
     ({"host_id": "", "seats": "1"}, "host_id", "Enter the host ID."),
     ({"host_id": "h" * 129, "seats": "1"}, "host_id", "at most 128 characters"),
-    ({"host_id": "bad\x00host", "seats": "1"}, "host_id", "Use letters, digits"),
+    ({"host_id": "bad\x00host", "seats": "1"}, "host_id", "Remove control characters"),
     ({"host_id": "fine-host", "seats": "8"}, "seats", "Only 7 of 10 seats are free."),
     ({"host_id": "fine-host", "seats": "0"}, "seats", "Enter a number of seats from 1 to 1,000,000."),
     ({"host_id": "fine-host", "seats": "99999999999999999999999"}, "seats", "Enter a number of seats"),
     ({"host_id": "fine-host", "seats": "two"}, "seats", "Not a valid integer value."),
-    ({"host_id": "fine-host", "seats": "1", "friendly_name": "x\x1b[31m"}, "friendly_name", "Use letters, digits"),
+    ({"host_id": "fine-host", "seats": "1", "friendly_name": "x\x1b[31m"}, "friendly_name",
+     "Remove control characters"),
     ({"host_id": "fine-host", "seats": "1", "friendly_name": "n" * 201}, "friendly_name", "200 characters"),
 ])
 def test_bad_input_is_422_at_the_field_and_writes_nothing(member_client, shop, fields, field, message):

@@ -261,9 +261,10 @@ def line_views(actor, lines: list[EntitlementLine], *, forms: dict | None = None
         .where(Activation.line_id.in_(ids), Activation.active.is_(True)).group_by(Activation.line_id)
     ).all())
     usage_lines = [line.id for line in lines if line.license_model == "usage"]
+    # Asked whether or not there are usage lines: the page costs the same for every entitlement.
     usage = dict(db.session.execute(
         select(EntitlementLine.id, q.usage_in_period(q.today())).where(EntitlementLine.id.in_(usage_lines))
-    ).all()) if usage_lines else {}
+    ).all())
     activations = defaultdict(list)
     for activation in db.session.scalars(
         select(Activation).where(Activation.line_id.in_(ids), Activation.active.is_(True))
@@ -299,13 +300,15 @@ def entitlement_page(actor, entitlement: Entitlement, *, status: int = 200, form
         .order_by(SalesChainLink.position)
     ).scalars().all()
     producer = db.session.scalar(select(Organization.name).where(Organization.kind == "producer"))
+    # Read, not lazy-loaded: the page costs the same whether or not the owner is already known.
+    owner = db.session.scalar(select(Organization).where(Organization.id == entitlement.owner_id))
     attachments = db.session.scalars(
         policy.visible_attachments(actor, entitlement).where(Attachment.active.is_(True))
         .options(joinedload(Attachment.partner))
     ).all()
     return render(
         "customer/entitlement.html", status=status, entitlement=entitlement,
-        owner_path=policy.hierarchy_path(entitlement.owner), chain=chain, producer=producer,
+        owner_path=policy.hierarchy_path(owner), chain=chain, producer=producer,
         attachments=attachments,
         lines=line_views(actor, lines_of(entitlement), forms=forms, rehost_forms=rehost_forms),
         today=q.today(),
