@@ -475,8 +475,11 @@ def test_approve_partner_access_attaches_only_our_entitlements(requests_world, l
                           data={f"request-{req.id}-decision": "approve", f"request-{req.id}-note": "Welcome"})
     assert response.status_code == 200
     assert _toast(response).startswith("Approved: RedRock IT is attached")
-    assert "Approved" in response.get_data(as_text=True)
-    assert 'class="decision-form"' not in response.get_data(as_text=True)
+    body = response.get_data(as_text=True)
+    assert "Approved" in body and 'class="decision-form"' not in body
+    # The requests table below is answered out of band, this request approved in it.
+    assert 'hx-swap-oob="innerHTML:#requests-region"' in body
+    assert re.search(rf'<tr id="request-row-{req.id}"(?:(?!</tr>).)*Approved', body, re.S)
     _fresh()
     attached = db.session.scalars(select(Attachment).where(Attachment.partner_id == w["redrock"].id,
                                                            Attachment.relation == "services")).all()

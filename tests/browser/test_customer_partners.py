@@ -67,7 +67,7 @@ def test_attach_a_partner_to_two_entitlements(browse, demo):
     form.get_by_label(re.compile(CUS1)).check()
     with page.expect_response(lambda r: "/customer/partners/choices" in r.url):
         form.get_by_label("Find").fill("CGR1")
-    expect(form.locator(".choices-summary")).to_contain_text("1 ticked.")
+    expect(form.locator(".choices-summary")).to_have_text("1 entitlement matches “CGR1”.")
     expect(form.get_by_label(re.compile(CUS1))).to_be_checked()
     form.get_by_label(re.compile(CGR1)).check()
     browse.snap("attach-filled")
@@ -193,6 +193,8 @@ def test_decide_a_partner_access_request_addressed_to_us(browse, demo):
     expect(card).to_contain_text("Approved")
     expect(card).to_contain_text("Welcome aboard.")
     expect(card.get_by_role("button")).to_have_count(0)
+    # The table of attached partners shows the new attachment in place.
+    expect(_row(page, "RedRock IT", FAB2)).to_contain_text("Services")
     browse.snap("access-approved")
     browse.assert_clean()
     assert _live(FAB2)["RedRock IT"] == ("services", ["view", "download"])
@@ -208,6 +210,7 @@ def test_reject_a_join_request_on_the_requests_page(browse, demo):
     card.get_by_role("button", name="Reject the request of Nina Newhire").click()
     expect(_toast(page)).to_have_text("Rejected the request of Nina Newhire; they are told by mail.")
     expect(card).to_contain_text("Rejected")
+    expect(page.locator(".request-row").filter(has_text="Nina Newhire")).to_contain_text("Rejected")
     browse.assert_clean()
     _fresh()
     req = db.session.scalar(select(PortalRequest).where(PortalRequest.kind == "join_org"))
@@ -227,6 +230,9 @@ def test_ask_for_a_transfer_then_withdraw_it(browse, demo):
     form.get_by_label("Message to producer staff").fill("Tailspin bought our US sync business.")
     form.get_by_role("button", name="Ask for the transfer").click()
     expect(_toast(page)).to_contain_text(f"Asked producer staff to transfer {CUS1} to Tailspin Toys.")
+    # A fresh form: the earlier error is gone with its red border.
+    expect(page.locator("#transfer-recipient")).not_to_have_class(re.compile("is-invalid"))
+    expect(page.locator("#transfer-recipient-error")).to_have_count(0)
     row = page.locator(".request-row").filter(has_text=CUS1)
     expect(row).to_contain_text("Pending")
     expect(page.locator(".request-row").first).to_contain_text(CUS1)  # newest first, table reset in place

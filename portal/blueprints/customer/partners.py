@@ -116,9 +116,8 @@ def _partner_words() -> dict:
 # --- the attachments table --------------------------------------------------------------------
 
 COLUMNS = [
-    Column("partner", "Partner", sortable=True),
+    Column("partner", "Partner and relation", sortable=True),
     Column("entitlement", "Entitlement", sortable=True),
-    Column("relation", "Relation"),
     Column("permissions", "Permissions"),
     Column("granted", "Attached", sortable=True),
     Column("actions", "Actions", label_hidden=True),
@@ -185,7 +184,7 @@ class RowContext:
         return form
 
 
-def _row_context(attachments: list[Attachment], forms: dict | None = None) -> RowContext:
+def attachment_rows(attachments: list[Attachment], forms: dict | None = None) -> RowContext:
     return RowContext(products=product_names(sorted({a.entitlement_id for a in attachments})), forms=forms or {})
 
 
@@ -302,7 +301,7 @@ def partners_page(actor, *, status: int = 200, attach: AttachForm | None = None,
     admin = policy.can(actor, "attach_partners")
     if is_htmx() and request.method == "GET":  # the table's search, filters, sort or pages: only the table
         return render("customer/partners.html", fragment="customer/_attachments_table.html", table=table,
-                      rows=_row_context(table.rows), admin=admin)
+                      rows=attachment_rows(table.rows), admin=admin)
     preselect = query_text("entitlement", max_length=32).upper() if request.method == "GET" else ""
     choosers = dict(choosers or {})
     if admin:
@@ -314,7 +313,7 @@ def partners_page(actor, *, status: int = 200, attach: AttachForm | None = None,
     waiting, waiting_count = access_requests(actor)
     return render(
         "customer/partners.html", fragment="customer/_attachments_table.html", status=status,
-        table=table, filters=filters, rows=_row_context(table.rows, row_forms), admin=admin,
+        table=table, filters=filters, rows=attachment_rows(table.rows, row_forms), admin=admin,
         attach_form=attach_form(actor, attach) if admin else None,
         invite_form=(invite or InviteForm(formdata=None, prefix="invite")) if admin else None,
         choosers=choosers, waiting=waiting, waiting_count=waiting_count,
@@ -398,7 +397,7 @@ def attach():
     table, filters = attachments_table(actor, args={})
     response = answer("customer/_attach_answer.html", message=message, form=attach_form(actor),
                       chooser=chooser(actor, "attach"), table=table, filters=filters,
-                      rows=_row_context(table.rows), admin=True)
+                      rows=attachment_rows(table.rows), admin=True)
     response.headers["HX-Replace-Url"] = url_for("customer.partners")  # the table is in its first state again
     return response
 
@@ -457,7 +456,7 @@ def _row_answer(actor, attachment: Attachment, *, status: int = 200, message: st
     forms = {attachment.id: form} if form is not None else None
     if is_htmx():
         return answer("customer/_attachment_row.html", status=status, message=message, a=attachment,
-                      rows=_row_context([attachment], forms), admin=True)
+                      rows=attachment_rows([attachment], forms), admin=True)
     if status < 400:
         if message:
             flash(message)

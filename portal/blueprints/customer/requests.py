@@ -18,7 +18,15 @@ from portal import policy
 from portal.auth_session import current_actor
 from portal.blueprints.customer import bp
 from portal.blueprints.customer.forms_partners import ActionForm, DecisionForm, TransferForm
-from portal.blueprints.customer.partners import answer, partners_page, plural, request_cards, show_error
+from portal.blueprints.customer.partners import (
+    answer,
+    attachment_rows,
+    attachments_table,
+    partners_page,
+    plural,
+    request_cards,
+    show_error,
+)
 from portal.extensions import db
 from portal.models import Entitlement, Organization, PortalRequest, User
 from portal.services.errors import Conflict, NotAllowed, ServiceError
@@ -192,11 +200,23 @@ def _back(return_to: str | None):
 def _card_answer(actor, req: PortalRequest, *, status: int = 200, message: str | None = None,
                  form: DecisionForm | None = None):
     """The request's card for htmx; else back to the page it was decided on."""
-    return_to = request.form.get("return_to")
+    return_to = "partners" if request.form.get("return_to") == "partners" else "requests"
     if is_htmx():
-        return answer("customer/_request_card.html", status=status, message=message, req=req,
-                      cards=request_cards(actor, [req], {req.id: form} if form is not None else None),
-                      return_to="partners" if return_to == "partners" else "requests")
+        cards = request_cards(actor, [req], {req.id: form} if form is not None else None)
+        if status >= 400:
+            return answer("customer/_request_card.html", status=status, req=req, cards=cards, return_to=return_to)
+        # Decided: the card says so, and the page's table shows it too (in its first state again).
+        if return_to == "partners":
+            table, filters = attachments_table(actor, args={})
+            region = {"region": "attachments", "table": table, "filters": filters,
+                      "rows": attachment_rows(table.rows), "admin": True}
+        else:
+            table = requests_table(actor, args={})
+            region = {"region": "requests", "table": table, "filters": FILTERS, "rows": row_context(actor, table.rows)}
+        response = answer("customer/_decision_answer.html", message=message, req=req, cards=cards,
+                          return_to=return_to, **region)
+        response.headers["HX-Replace-Url"] = url_for(f"customer.{return_to}")
+        return response
     if status < 400:
         if message:
             flash(message)
