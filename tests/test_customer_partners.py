@@ -731,3 +731,55 @@ def test_query_count_does_not_grow_with_rows(world, make, login_as, count_querie
     large = measure()
     assert small == large, f"{url}: {small} statements with little data, {large} with more"
     print(url, "statements (page, fragment):", large)
+
+
+# --- two at once (PostgreSQL: two connections really race) -------------------------------------
+
+
+def test_two_revocations_at_once_revoke_once(app, world, make):
+    from tests.test_hardening import _postgres_only, _race
+
+    _postgres_only()
+    from portal.models import User
+    from portal.services.entitlements import revoke_attachment as revoke
+
+    for round_ in range(3):
+        attachment_id = make.attach(world["sync"], make.partner("service_provider", f"Racer {round_}"))[0].id
+
+        def call(attachment_id=attachment_id):
+            actor = policy.Actor(user=db.session.get(User, world["admin"].id),
+                                 org=db.session.get(Organization, world["contoso"].id), role="admin")
+            return revoke(actor, db.session.get(Attachment, attachment_id))
+
+        results = _race(app, call, call)
+        errors = [r for r in results if isinstance(r, Exception)]
+        assert len(errors) == 1 and "was already revoked" in str(errors[0]), results
+        assert _count(AuditEvent, AuditEvent.action == "attachment.revoke",
+                      AuditEvent.subject_id == str(attachment_id)) == 1
+
+
+def test_a_withdrawal_and_a_decision_at_once_do_one_thing(app, requests_world, make):
+    from tests.test_hardening import _postgres_only, _race
+
+    _postgres_only()
+    from portal.models import User
+    from portal.services.requests import withdraw_request
+
+    w = requests_world
+    for _ in range(3):
+        entitlement = make.entitlement(w["contoso"])
+        req_id = request_transfer(_actor(w), entitlement, w["fabrikam"]).id
+        db.session.commit()
+
+        def withdraw(req_id=req_id):
+            actor = policy.Actor(user=db.session.get(User, w["admin"].id),
+                                 org=db.session.get(Organization, w["contoso"].id), role="admin")
+            return withdraw_request(actor, db.session.get(PortalRequest, req_id))
+
+        def decide(req_id=req_id):
+            return decide_request(make.system, db.session.get(PortalRequest, req_id), approve=False)
+
+        results = _race(app, withdraw, decide)
+        assert len([r for r in results if isinstance(r, Exception)]) == 1, results
+        assert _count(AuditEvent, AuditEvent.action.in_(("request.withdraw", "request.rejected")),
+                      AuditEvent.subject_id == str(req_id)) == 1

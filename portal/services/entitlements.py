@@ -331,6 +331,9 @@ def set_attachment_permissions(actor: Actor, attachment: Attachment, permissions
 
 def revoke_attachment(actor: Actor, attachment: Attachment) -> Attachment:
     """Revoke any attachment, the seller's included: access ends at once, the chain stays."""
+    db.session.refresh(attachment, with_for_update=True)  # two revocations at once: the second sees the first
+    if not attachment.active:
+        raise Conflict(f"{attachment.partner.name} was already revoked from {attachment.entitlement.code}.")
     if not can(actor, "revoke", attachment):
         raise NotAllowed("You may not revoke this attachment.")
     return _revoke(actor, attachment)

@@ -229,6 +229,10 @@ def invite_partner(actor: Actor, *, company: str, email: str, entitlements: Sequ
 
 
 def withdraw_request(actor: Actor, req: PortalRequest) -> PortalRequest:
+    """The requester (or an admin of the customer that asked) withdraws a pending request."""
+    db.session.refresh(req, with_for_update=True)  # a decision at the same moment: one of them wins
+    if req.state != "pending":
+        raise Conflict(f"This request was {req.state} already.")
     if not can(actor, "withdraw", req):
         raise NotAllowed("You may not withdraw this request.")
     req.state = "withdrawn"

@@ -507,9 +507,9 @@ def revoke(attachment_id: int):
     ActionForm()  # the CSRF token was checked with the request; nothing else to read
     try:
         revoke_attachment(actor, attachment)
-    except NotAllowed as error:
+    except (NotAllowed, Conflict) as error:
         db.session.rollback()
-        abort(403, error.message)
+        abort(error.status, error.message)
     db.session.commit()
     message = f"Revoked {attachment.partner.name} from {attachment.entitlement.code}: it has no access to it any more."
     return _row_answer(actor, attachment, message=message)

@@ -278,9 +278,9 @@ def withdraw(request_id: int):
     ActionForm()  # the CSRF token was checked with the request; nothing else to read
     try:
         withdraw_request(actor, req)
-    except NotAllowed as error:
+    except (NotAllowed, Conflict) as error:
         db.session.rollback()
-        abort(403, error.message)
+        abort(error.status, error.message)
     db.session.commit()
     message = f"Withdrew your {KIND_LABELS[req.kind].lower()} request #{req.id}."
     if is_htmx():
