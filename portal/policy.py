@@ -336,6 +336,25 @@ def join_target(name: str) -> Organization | None:
     return found[0] if len(found) == 1 else None
 
 
+def transfer_recipient_by_exact_name(actor: Actor, name: str) -> Organization | None:
+    """The recipient a customer admin names for a transfer request: one active customer
+    organization outside the admin's own tree whose name matches exactly (ignoring case and
+    surrounding spaces), or None. Like the stocking partner's look-up it reveals nothing else:
+    no list, no prefix search, and an ambiguous name finds nobody."""
+    name = (name or "").strip()
+    if not (actor.is_customer and actor.is_admin) or not name:
+        return None
+    found = db.session.scalars(
+        select(Organization)
+        .where(Organization.kind == "customer", Organization.status == "active",
+               func.lower(Organization.name) == name.lower(),
+               Organization.id.not_in(subtree_org_ids(actor.org)))
+        .order_by(Organization.id)
+        .limit(2)
+    ).all()
+    return found[0] if len(found) == 1 else None
+
+
 def attachment_scope(actor: Actor):
     """WHERE clause on Attachment: a partner sees only its own attachment rows."""
     return Attachment.partner_id == actor.org.id if actor.is_partner else true()
@@ -352,6 +371,16 @@ def visible_attachments(actor: Actor, entitlement: Entitlement) -> Select:
         .where(Attachment.entitlement_id == entitlement.id, entitlement_scope(actor), attachment_scope(actor))
     )
     return query.order_by(Attachment.granted_at, Attachment.id)
+
+
+def attachments_on_visible_entitlements(actor: Actor) -> Select:
+    """Attachments, live or revoked, on every entitlement the actor sees (a partner only its
+    own): the list of "who is attached to our entitlements". Joins ``Entitlement``."""
+    return (
+        select(Attachment)
+        .join(Entitlement, Entitlement.id == Attachment.entitlement_id)
+        .where(entitlement_scope(actor), attachment_scope(actor))
+    )
 
 
 def visible_audit_events(actor: Actor) -> Select:
@@ -382,13 +411,33 @@ def decidable_requests(actor: Actor) -> Select:
         )
         return query.where(~producer_join)
     if actor.is_customer and actor.is_admin:
-        return query.where(
-            PortalRequest.kind.in_(("join_org", "partner_access")),
-            PortalRequest.target_org_id.in_(subtree_org_ids(actor.org)),
-        )
+        return query.where(addressed_to_customer(actor.org))
     if actor.is_partner and actor.is_admin:
         return query.where(PortalRequest.kind == "join_org", PortalRequest.target_org_id == actor.org.id)
     return query.where(false())
+
+
+def addressed_to_customer(org: Organization):
+    """WHERE clause on PortalRequest: what a customer's admins decide, joining one of its
+    organizations and partner access to its entitlements (any state)."""
+    return PortalRequest.kind.in_(("join_org", "partner_access")) & PortalRequest.target_org_id.in_(
+        subtree_org_ids(org))
+
+
+def visible_requests(actor: Actor) -> Select:
+    """Requests the actor may see. Producer staff: all. Customer users, admins and members
+    alike: those made by an organization of its subtree (transfers, partner invitations) and
+    those addressed to one (``addressed_to_customer``), whoever made them; what a user asked in
+    another of its organizations stays there. Partner users: those they made and, for admins,
+    those they may decide."""
+    if actor.is_producer:
+        return select(PortalRequest)
+    if actor.is_customer:
+        return select(PortalRequest).where(
+            or_(PortalRequest.requester_org_id.in_(subtree_org_ids(actor.org)), addressed_to_customer(actor.org)))
+    own = PortalRequest.requester_user_id == actor.user.id if actor.user is not None else false()
+    decidable = decidable_requests(actor).with_only_columns(PortalRequest.id)
+    return select(PortalRequest).where(or_(own, PortalRequest.id.in_(decidable)))
 
 
 # --- single-object checks -----------------------------------------------------------------
@@ -537,16 +586,20 @@ def _can_attachment(actor: Actor, action: str, attachment: Attachment) -> bool:
 
 
 def _can_request(actor: Actor, action: str, req: PortalRequest) -> bool:
-    is_requester = actor.user is not None and req.requester_user_id == actor.user.id
-    may_decide = db.session.scalar(
-        decidable_requests(actor).where(PortalRequest.id == req.id).with_only_columns(PortalRequest.id)
-    ) is not None
     if action == A.VIEW:
-        return is_requester or may_decide or actor.is_producer
+        return db.session.scalar(
+            visible_requests(actor).where(PortalRequest.id == req.id).with_only_columns(PortalRequest.id)
+        ) is not None
     if action == A.WITHDRAW:
-        return is_requester and req.state == "pending"
+        # The requester, or an admin of the customer organization (or one above it) that made it.
+        is_requester = actor.user is not None and req.requester_user_id == actor.user.id
+        ours = (actor.is_customer and actor.is_admin and req.requester_org is not None
+                and _in_subtree(req.requester_org, actor.org))
+        return req.state == "pending" and (is_requester or ours)
     if action == A.DECIDE:
-        return may_decide
+        return db.session.scalar(
+            decidable_requests(actor).where(PortalRequest.id == req.id).with_only_columns(PortalRequest.id)
+        ) is not None
     return False
 
 
@@ -680,7 +733,9 @@ __all__ = [
     "Actor",
     "UnknownAction",
     "actor_for",
+    "addressed_to_customer",
     "assignable_customers",
+    "attachments_on_visible_entitlements",
     "attachable_partners",
     "can",
     "customer_by_exact_name",
@@ -698,8 +753,10 @@ __all__ = [
     "own_attachment",
     "sees_entitlement",
     "system_actor",
+    "transfer_recipient_by_exact_name",
     "visible_attachments",
     "visible_audit_events",
     "visible_entitlements",
     "visible_organizations",
+    "visible_requests",
 ]

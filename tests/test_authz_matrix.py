@@ -258,6 +258,147 @@ def _customer_object_rows() -> list[Row]:
     return rows
 
 
+# --- the customer's partner and request pages (issue 8, items 4 and 9) ----------------------
+# "own": Contoso's entitlement (Initech attached as services), a request addressed to Contoso or
+# made by it; "another_partner": Fabrikam's (RedRock the seller); "another_customer": Tailspin's.
+# Admins act, members see (403 on an action); anything not ours is 404; a form that names an
+# entitlement not ours is refused at the field (422), like any other bad value.
+
+
+def _customer(admin: Expect, member: Expect | None = None) -> dict[str, Expect]:
+    expect = area_route("customer", admin)
+    expect["customer_member"] = member or admin
+    return expect
+
+
+def _entitlement_of(w: World, key: str):
+    from portal.models import Entitlement
+
+    return db.session.scalar(select(Entitlement).where(Entitlement.owner_id == w.orgs[key].id))
+
+
+def _attachment_of(w: World, key: str) -> dict[str, Any]:
+    """Initech's attachment on Contoso's entitlement, RedRock's (the seller) on Fabrikam's, and
+    one made now on Tailspin's."""
+    from portal.models import Attachment
+
+    entitlement = _entitlement_of(w, key)
+    partner = {"contoso": w.initech, "fabrikam": w.redrock, "tailspin": w.initech}[key]
+    if key == "tailspin":
+        attach_partner(system_actor(w.acme), [entitlement], partner)
+        db.session.commit()
+    attachment = db.session.scalar(select(Attachment).where(Attachment.entitlement_id == entitlement.id,
+                                                            Attachment.partner_id == partner.id))
+    return {"attachment_id": attachment.id}
+
+
+def _user_in(org: Organization, email: str, role: str = "admin"):
+    from portal.models import User
+
+    user = db.session.scalar(select(User).where(User.email == email))
+    if user is None:
+        user = create_user(email, "Someone")
+        db.session.add(Membership(user=user, org=org, role=role))
+        db.session.flush()
+    return user
+
+
+def _access_request(w: World, key: str) -> dict[str, Any]:
+    """A partner asks a customer for access: RedRock asks Contoso, BlueSky Fabrikam, Initech Tailspin."""
+    from portal.models import PortalRequest
+    from portal.services.requests import request_partner_access
+
+    partner = {"contoso": w.redrock, "fabrikam": w.bluesky, "tailspin": w.initech}[key]
+    pending = db.session.scalar(select(PortalRequest.id).where(  # the hostile-input probe asks again and again
+        PortalRequest.requester_org_id == partner.id, PortalRequest.target_org_id == w.orgs[key].id,
+        PortalRequest.kind == "partner_access", PortalRequest.state == "pending"))
+    if pending is None:
+        actor = policy.Actor(user=_user_in(partner, f"asker@{key}.example"), org=partner, role="admin")
+        pending = request_partner_access(actor, w.orgs[key], [_entitlement_of(w, key).code], permissions=["view"]).id
+        db.session.commit()
+    return {"request_id": pending}
+
+
+def _transfer_request(w: World, key: str, role: str) -> dict[str, Any]:
+    """A pending transfer made by the customer: by the cell's own user when it is that customer's admin."""
+    from portal.models import PortalRequest
+    from portal.services.requests import request_transfer
+
+    entitlement = _entitlement_of(w, key)
+    pending = db.session.scalar(select(PortalRequest.id).where(  # the hostile-input probe asks again and again
+        PortalRequest.entitlement_id == entitlement.id, PortalRequest.state == "pending"))
+    if pending is None:
+        email = _email_of(role) if key == "contoso" and role == "customer_admin" else f"other.admin@{key}.example"
+        actor = policy.Actor(user=_user_in(w.orgs[key], email), org=w.orgs[key], role="admin")
+        pending = request_transfer(actor, entitlement, w.fabrikam).id
+        db.session.commit()
+    return {"request_id": pending}
+
+
+def _attach_form(key: str) -> Callable[[World, str], dict[str, Any]]:
+    return lambda w, role: {"attach-partner": w.redrock.id, "attach-view": "y",
+                            "attach-entitlements": _entitlement_of(w, key).id}
+
+
+def _invite_form(key: str) -> Callable[[World, str], dict[str, Any]]:
+    return lambda w, role: {"invite-company": "Litware Support", "invite-email": "boss@litware.example",
+                            "invite-view": "y", "invite-entitlements": _entitlement_of(w, key).id}
+
+
+def _decision_form(key: str) -> Callable[[World, str], dict[str, Any]]:
+    """Reject the pending access request to ``key`` (made while the cell built its URL)."""
+    def form(w: World, role: str) -> dict[str, Any]:
+        from portal.models import PortalRequest
+
+        req_id = db.session.scalar(select(PortalRequest.id).where(PortalRequest.target_org_id == w.orgs[key].id,
+                                                                 PortalRequest.kind == "partner_access"))
+        return {f"request-{req_id}-decision": "reject", f"request-{req_id}-note": "Not now."}
+    return form
+
+
+def _transfer_form(key: str) -> Callable[[World, str], dict[str, Any]]:
+    return lambda w, role: {"transfer-code": _entitlement_of(w, key).code, "transfer-recipient": "Fabrikam Inc"}
+
+
+def _partner_page_rows() -> list[Row]:
+    owners = {"own": "contoso", "another_partner": "fabrikam", "another_customer": "tailspin"}
+    rows = [
+        Row("customer.partners", "GET", _customer(OK), values={"q": "Init", "state": "any", "sort": "partner"}),
+        Row("customer.partner_entitlement_choices", "GET", _customer(OK), values={"form": "attach", "eq": "ENT"}),
+        Row("customer.requests", "GET", _customer(OK), values={"q": "a", "direction": "ours", "sort": "state"}),
+    ]
+    for relation, key in owners.items():
+        ours = relation == "own"
+        rows += [
+            Row("customer.attach_partner", "POST", _customer(Expect(302) if ours else Expect(422), Expect(403)),
+                relation=relation, form=_attach_form(key)),
+            Row("customer.attachment_permissions", "POST",
+                _customer(Expect(302), Expect(403)) if ours else _customer(NOT_FOUND), relation=relation,
+                values=lambda w, role, key=key: _attachment_of(w, key),
+                form=lambda w, role, key=key: {f"attachment-{_attachment_of(w, key)['attachment_id']}-view": "y"}),
+            Row("customer.revoke_attachment", "POST",
+                _customer(Expect(302), Expect(403)) if ours else _customer(NOT_FOUND), relation=relation,
+                values=lambda w, role, key=key: _attachment_of(w, key)),
+            Row("customer.entitlement_visibility", "GET", _customer(OK if ours else NOT_FOUND), relation=relation,
+                values=lambda w, role, key=key: {"code": _entitlement_of(w, key).code}),
+            Row("customer.decide_request", "POST",
+                _customer(Expect(302), Expect(403)) if ours else _customer(NOT_FOUND), relation=relation,
+                values=lambda w, role, key=key: _access_request(w, key), form=_decision_form(key)),
+        ]
+        if relation != "another_partner":
+            rows += [
+                Row("customer.invite_partner", "POST", _customer(Expect(302) if ours else Expect(422), Expect(403)),
+                    relation=relation, form=_invite_form(key)),
+                Row("customer.request_transfer", "POST",
+                    _customer(Expect(302) if ours else Expect(422), Expect(403)), relation=relation,
+                    form=_transfer_form(key)),
+                Row("customer.withdraw_request", "POST",
+                    _customer(Expect(302), Expect(403)) if ours else _customer(NOT_FOUND), relation=relation,
+                    values=lambda w, role, key=key: _transfer_request(w, key, role)),
+            ]
+    return rows
+
+
 MATRIX: list[Row] = [
     # The front door sends everyone where it belongs.
     Row("public.index", "GET", signed_in(producer=HOME["producer"], customer=HOME["customer"],
@@ -318,6 +459,7 @@ MATRIX: list[Row] = [
         values=lambda w, role: {"org": w.tailspin.id}),
     Row("customer.entitlements_csv", "GET", area_route("customer", OK)),
     *_customer_object_rows(),
+    *_partner_page_rows(),
     Row("partner.home", "GET", area_route("partner", OK)),
     Row("partner.customers", "GET", area_route("partner", OK), values={"q": "Contoso"}),
     # A partner works for a customer it serves, never for another partner's or anyone else's.

@@ -24,7 +24,7 @@ from portal.models.orgs import PARTNER_KINDS
 from portal.policy import Actor, can
 from portal.services.audit import record
 from portal.services.codes import activation_code, entitlement_code
-from portal.services.errors import NotAllowed, ServiceError
+from portal.services.errors import Conflict, NotAllowed, ServiceError
 
 # What the sales chain grants automatically (spec section 4).
 SELLER_PERMISSIONS = ("view", "download", "activate")
@@ -302,8 +302,38 @@ def attach_partner(
     return result
 
 
+def set_attachment_permissions(actor: Actor, attachment: Attachment, permissions: Iterable[str]) -> Attachment:
+    """Change what a live attachment allows (its relation stays): whoever may attach partners to
+    the entitlement may, the seller's attachment included. View stays: taking every right away
+    is revoking, and download or activate without view would be rights nobody can use."""
+    permissions = set(permissions)
+    if not permissions <= {"view", "download", "activate"}:
+        raise ServiceError("Permissions are view, download and activate.", field="permissions")
+    if "view" not in permissions:
+        raise ServiceError("A partner attached to an entitlement can always view it; to take its access away, "
+                           "revoke the attachment.", field="permissions")
+    db.session.refresh(attachment, with_for_update=True)  # a revocation at the same moment wins
+    entitlement = attachment.entitlement
+    if not can(actor, "attach", entitlement):
+        raise NotAllowed(f"You may not change partners' permissions on {entitlement.code}.")
+    if not attachment.active:
+        raise Conflict(f"{attachment.partner.name} was already revoked from {entitlement.code}.")
+    before = attachment.permissions
+    attachment.can_download = "download" in permissions
+    attachment.can_activate = "activate" in permissions
+    db.session.flush()
+    record(actor, "attachment.update", attachment, subject_org=entitlement.owner, details={
+        "code": entitlement.code, "partner": attachment.partner.name, "relation": attachment.relation,
+        "permissions": attachment.permissions, "before": before,
+    })
+    return attachment
+
+
 def revoke_attachment(actor: Actor, attachment: Attachment) -> Attachment:
     """Revoke any attachment, the seller's included: access ends at once, the chain stays."""
+    db.session.refresh(attachment, with_for_update=True)  # two revocations at once: the second sees the first
+    if not attachment.active:
+        raise Conflict(f"{attachment.partner.name} was already revoked from {attachment.entitlement.code}.")
     if not can(actor, "revoke", attachment):
         raise NotAllowed("You may not revoke this attachment.")
     return _revoke(actor, attachment)

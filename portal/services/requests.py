@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
 from portal.models import Entitlement, Membership, Organization, PortalRequest, User, utcnow
 from portal.models.orgs import PARTNER_KINDS
 from portal.policy import Actor, can
+from portal.services.accounts import invite_user, normalize_email
 from portal.services.audit import record, record_user_event
 from portal.services.entitlements import attach_partner, transfer_entitlement
 from portal.services.errors import Conflict, NotAllowed, ServiceError
@@ -171,7 +172,67 @@ def apply_as_partner(user: User, *, company: str, kind: str, email: str | None =
     return req
 
 
+INVITED_PARTNER_KIND = "service_provider"  # a partner a customer brings in works on its entitlements
+
+
+def invite_partner(actor: Actor, *, company: str, email: str, entitlements: Sequence[Entitlement],
+                   permissions: Sequence[str] = ("view",), message: str | None = None) -> PortalRequest:
+    """A customer admin invites a partner that is not on the portal yet onto chosen entitlements.
+
+    It becomes a ``partner_application`` for producer staff, made by the customer, with the
+    company, its admin's email, the entitlement codes and the permissions in ``details``. On
+    approval the partner is created (a service provider), attached as asked with the relation
+    ``services``, and its admin is invited by mail (``_carry_out``).
+    """
+    if not can(actor, "attach_partners"):
+        raise NotAllowed("Only your organization's admins invite partners.")
+    company = " ".join((company or "").split())
+    if not company:
+        raise ServiceError("Enter the company's name.", field="company")
+    if len(company) > 200:
+        raise ServiceError("Keep the name under 200 characters.", field="company")
+    email = normalize_email(email)
+    permissions = sorted(set(permissions) | {"view"})
+    if not set(permissions) <= {"view", "download", "activate"}:
+        raise ServiceError("Permissions are view, download and activate.", field="permissions")
+    entitlements = list({e.id: e for e in entitlements}.values())
+    if not entitlements:
+        raise ServiceError("Choose at least one entitlement.", field="entitlements")
+    for entitlement in entitlements:
+        if not can(actor, "attach", entitlement):
+            raise NotAllowed(f"You may not attach partners to {entitlement.code}.")
+    on_portal = db.session.scalar(
+        select(Organization.name).where(Organization.kind.in_(PARTNER_KINDS), Organization.status == "active",
+                                        func.lower(Organization.name) == company.lower()).limit(1))
+    if on_portal is not None:
+        raise ServiceError(f"{on_portal} is on the portal already: choose it under “Attach a partner”.",
+                           field="company")
+    busy = ("Your invitation of another partner is waiting for producer staff; withdraw it under Requests, "
+            "or wait for their decision, before you invite the next one.")
+    pending = _pending_duplicate(kind="partner_application", requester_user_id=actor.user.id)
+    if pending is not None:
+        if _same_name(pending.details.get("company", "")) == _same_name(company):
+            raise Conflict(f"You invited {company} already; producer staff have not decided yet.", field="company")
+        raise Conflict(busy, field="company")
+    codes = sorted(e.code for e in entitlements)
+    req = _insert(PortalRequest(
+        kind="partner_application", requester_user_id=actor.user.id, requester_org_id=actor.org.id,
+        message=_message(message), created_at=utcnow(),
+        details={"invitation": True, "company": company, "kind": INVITED_PARTNER_KIND, "email": email,
+                 "customer": actor.org.name, "customer_id": actor.org.id, "codes": codes,
+                 "permissions": permissions},
+    ), busy)
+    record(actor, "request.create", req, subject_org=actor.org, details={
+        "kind": "partner_application", "invitation": True, "company": company, "email": email, "codes": codes,
+        "permissions": permissions})
+    return req
+
+
 def withdraw_request(actor: Actor, req: PortalRequest) -> PortalRequest:
+    """The requester (or an admin of the customer that asked) withdraws a pending request."""
+    db.session.refresh(req, with_for_update=True)  # a decision at the same moment: one of them wins
+    if req.state != "pending":
+        raise Conflict(f"This request was {req.state} already.")
     if not can(actor, "withdraw", req):
         raise NotAllowed("You may not withdraw this request.")
     req.state = "withdrawn"
@@ -192,12 +253,15 @@ def decide_request(actor: Actor, req: PortalRequest, *, approve: bool, note: str
         raise NotAllowed("You may not decide this request.")
     if approve:
         _carry_out(actor, req)
-    req.state = "approved" if approve else "rejected"
-    req.decided_by_id = actor.user.id if actor.user else None
+    # Read everything first: a lazy load between the assignments would autoflush a decided
+    # state without its time (refused by the database's check).
+    decided_by_id = actor.user.id if actor.user else None
+    req.state, req.decided_by_id, req.decided_at = ("approved" if approve else "rejected"), decided_by_id, utcnow()
     req.decision_note = (note or "").strip() or None
-    req.decided_at = utcnow()
     db.session.flush()
-    record(actor, f"request.{req.state}", req, subject_org=req.target_org,
+    # A customer's invitation of a partner: the customer's admins follow what became of it.
+    subject_org = req.requester_org if req.details.get("invitation") else req.target_org
+    record(actor, f"request.{req.state}", req, subject_org=subject_org,
            details={"kind": req.kind, "note": req.decision_note})
     queue_email(
         to=req.requester.email,
@@ -233,6 +297,8 @@ def _carry_out(actor: Actor, req: PortalRequest) -> None:
                        permissions=req.details.get("permissions", ["view"]), merge=True)
     elif req.kind == "transfer":
         transfer_entitlement(actor, req.entitlement, req.target_org)
+    elif req.kind == "partner_application" and req.details.get("invitation"):
+        _carry_out_invitation(actor, req)
     elif req.kind == "partner_application":
         details = req.details
         org = new_organization(kind=details["kind"], name=details["company"], status="active",
@@ -242,3 +308,23 @@ def _carry_out(actor: Actor, req: PortalRequest) -> None:
         db.session.flush()
         record(actor, "organization.create", org, subject_org=org,
                details={"kind": org.kind, "name": org.name, "from_request": req.id})
+
+
+def _carry_out_invitation(actor: Actor, req: PortalRequest) -> None:
+    """An approved invitation: the partner is created, attached to those of the chosen
+    entitlements its customer still holds, and its admin invited by mail."""
+    details, customer = req.details, req.requester_org
+    entitlements = list(db.session.scalars(
+        select(Entitlement).where(Entitlement.code.in_(details.get("codes", [])),
+                                  Entitlement.owner_id.in_(select(Organization.id).where(
+                                      Organization.path.startswith(customer.path, autoescape=True))))
+        .order_by(Entitlement.code)))
+    if not entitlements:
+        raise ServiceError(f"None of the chosen entitlements belongs to {customer.name} any more.")
+    org = new_organization(kind=details.get("kind", INVITED_PARTNER_KIND), name=details["company"],
+                           status="active", email=details.get("email"))
+    req.target_org = org
+    record(actor, "organization.create", org, subject_org=org,
+           details={"kind": org.kind, "name": org.name, "from_request": req.id, "invited_by": customer.name})
+    attach_partner(actor, entitlements, org, relation="services", permissions=details.get("permissions", ["view"]))
+    invite_user(actor, org, details["email"], "admin")

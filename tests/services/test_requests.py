@@ -96,6 +96,6 @@ def test_rejected_and_withdrawn_change_nothing(world, make):
     withdraw_request(requester, join)
     db.session.commit()
     assert join.state == "withdrawn"
-    with pytest.raises(NotAllowed):
+    with pytest.raises(Conflict):  # its state says why: nothing left to withdraw
         withdraw_request(requester, join)
     assert db.session.scalar(select(func.count(Membership.id)).where(Membership.user_id == newcomer.id)) == 0
