@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, request
 
 from portal.config import Defaults
 from portal.database import begin_write, configure_engine, normalize_database_url
@@ -59,6 +58,10 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     from portal import models  # noqa: F401  (register the mappers for Alembic)
 
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"), render_as_batch=True)
+    from portal import web
+
+    # First of all (CSRF reads the form): the request id, and the body's type and size.
+    web.init_request_checks(app)
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
@@ -68,12 +71,11 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
 
     @app.before_request
     def _request_context():
-        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         # SQLite: a state-changing request takes the write lock before its first read.
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             begin_write()
 
-    from portal import auth_session, errors, web
+    from portal import auth_session, errors
 
     auth_session.init_app(app)
     errors.init_app(app)

@@ -54,5 +54,15 @@ class Defaults:
     SIGNING_KEY_FILE = "signing-key.pem"
     LICENSE_VALIDITY_DAYS = 365
 
+    # Request bodies. Forms are small: beyond MAX_CONTENT_LENGTH the answer is 413 before a byte
+    # is read. In a multipart body the text fields hold at most MAX_FORM_MEMORY_SIZE and there
+    # are at most MAX_FORM_PARTS parts (Werkzeug enforces both; files go to temporary files).
+    # A view that takes file uploads is marked ``@accepts_upload`` (portal/web.py) and gets
+    # UPLOAD_MAX_CONTENT_LENGTH instead of MAX_CONTENT_LENGTH; nothing else does.
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    MAX_FORM_MEMORY_SIZE = 500 * 1024
+    MAX_FORM_PARTS = 1000
+    UPLOAD_MAX_CONTENT_LENGTH = 512 * 1024 * 1024
+
     RELEASE_FILES_DIR = "files"
     PAGE_SIZE = 25

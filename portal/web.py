@@ -1,14 +1,33 @@
-"""What every page shares: the render helper, template globals and security headers."""
+"""What every page shares: the render helper, template globals and security headers, the
+checks every request gets before anything reads it, and the query-string readers.
+
+Reading input:
+- a text parameter of the query string: ``query_text("q", max_length=100)`` (control
+  characters answer 400); a number: ``query_int("page", default=1, maximum=100_000)``;
+- a form: a ``portal.forms.PortalForm``;
+- request bodies: form-encoded or multipart only (415 otherwise, outside the JSON API),
+  at most ``MAX_CONTENT_LENGTH`` (413); a view that takes file uploads is marked
+  ``@accepts_upload`` and may receive up to ``UPLOAD_MAX_CONTENT_LENGTH``;
+- ``<int:...>`` in a URL matches only numbers an INTEGER column can hold (else 404).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import Flask, current_app, make_response, render_template, request
+from flask import Flask, abort, current_app, g, make_response, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import generate_csrf
+from werkzeug.routing import IntegerConverter
 
 from portal import policy
 from portal.auth_session import current_actor, memberships_of
+from portal.forms import INTEGER_MAX, has_control_characters
+
+View = TypeVar("View", bound=Callable[..., Any])
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -32,7 +51,111 @@ def render(template: str, *, fragment: str | None = None, status: int = 200, **c
     return response
 
 
+# --- reading the query string ------------------------------------------------------------------
+
+
+def query_text(name: str, *, max_length: int = 100, default: str = "") -> str:
+    """A text parameter of the query string, stripped and cut to ``max_length`` characters.
+
+    A control character answers 400 with a message (PostgreSQL refuses NUL in text; nothing
+    a person types holds the others).
+    """
+    value = request.args.get(name, default)
+    if has_control_characters(value):
+        abort(400, description=f"Remove control characters from the “{name}” parameter.")
+    return value.strip()[:max_length]
+
+
+def query_int(name: str, *, default: int = 1, minimum: int = 1, maximum: int = 100_000) -> int:
+    """A whole number of the query string, kept within [minimum, maximum]; anything else is ``default``."""
+    raw = request.args.get(name, "").strip()
+    digits = raw.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()):
+        return default
+    value = int(raw) if len(digits) <= 18 else (minimum if raw.startswith("-") else maximum)
+    return min(max(value, minimum), maximum)
+
+
+# --- what every request gets before anything reads it ------------------------------------------
+
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+JSON_BLUEPRINTS = frozenset({"api"})  # the JSON API (when it comes) reads JSON bodies itself
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces: fits audit_event.request_id
+
+
+def accepts_upload(view: View) -> View:
+    """Mark a view that takes file uploads: its requests may carry ``UPLOAD_MAX_CONTENT_LENGTH``.
+
+    A mark, not code in the view: the limit must be set before anything reads the body, and
+    CSRF protection reads the form in a ``before_request``.
+    """
+    view.accepts_upload = True  # type: ignore[attr-defined]
+    return view
+
+
+def request_id() -> str:
+    """The client's ``X-Request-ID`` when it is short and printable, else a new one."""
+    given = request.headers.get("X-Request-ID", "")
+    return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def _check_request() -> None:
+    g.request_id = request_id()
+    if request.routing_exception is not None:
+        return  # 404 or 405 says more than anything about the body
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "accepts_upload", False):
+        request.max_content_length = current_app.config["UPLOAD_MAX_CONTENT_LENGTH"]
+    limit = request.max_content_length
+    if limit is not None and (request.content_length or 0) > limit:
+        abort(413)  # before reading a byte of it
+    if request.method in BODY_METHODS and request.blueprint not in JSON_BLUEPRINTS:
+        has_body = (request.content_length or 0) > 0 or "Transfer-Encoding" in request.headers
+        if has_body and request.mimetype not in FORM_TYPES:
+            abort(415, description="Send the form as application/x-www-form-urlencoded or multipart/form-data.")
+
+
+def init_request_checks(app: Flask) -> None:
+    """Install the checks that run before anything reads the request (call before ``csrf.init_app``)."""
+    app.url_map.converters["int"] = DatabaseIntegerConverter  # before any route is added
+    app.before_request(_check_request)
+
+    @app.after_request
+    def _echo_request_id(response):
+        if "request_id" in g:
+            response.headers["X-Request-ID"] = g.request_id
+        return response
+
+
+class DatabaseIntegerConverter(IntegerConverter):
+    """``<int:...>``: larger numbers than an INTEGER column holds do not match (404, not an overflow)."""
+
+    def __init__(self, map, fixed_digits: int = 0, min: int | None = None, max: int | None = INTEGER_MAX,
+                 signed: bool = False) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
+class CacheSafeSessionInterface(SecureCookieSessionInterface):
+    """The signed-cookie session, never saved on a response shared caches may keep.
+
+    A ``public`` (or ``s-maxage``) response with a Set-Cookie would hand one visitor's session
+    to the next one the cache serves; such a response leaves the session as it was.
+    """
+
+    def save_session(self, app, session, response) -> None:
+        cache = response.cache_control
+        if cache.public or cache.s_maxage is not None:
+            return
+        super().save_session(app, session, response)
+
+
+# --- pages --------------------------------------------------------------------------------------
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = CacheSafeSessionInterface()
+
     @app.context_processor
     def _globals():
         actor = current_actor()

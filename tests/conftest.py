@@ -181,21 +181,25 @@ def make(app):
     return factories.Factory()
 
 
+def sign_in(client: FlaskClient, user, org=None) -> FlaskClient:
+    """Give ``client`` the session a sign-in as ``user`` (working in ``org``) would leave."""
+    now = datetime.now(UTC).timestamp()
+    with client.session_transaction() as session:
+        session["_user_id"] = user.get_id()
+        session["_fresh"] = True
+        session["login_at"] = now
+        session["seen_at"] = now
+        if org is not None:
+            session["org_id"] = org.id
+    return client
+
+
 @pytest.fixture
 def login_as(app):
     """``login_as(user, org=None)`` returns a test client signed in as that user."""
 
     def _login(user, org=None, client=None):
-        client = client or app.test_client()
-        now = datetime.now(UTC).timestamp()
-        with client.session_transaction() as session:
-            session["_user_id"] = user.get_id()
-            session["_fresh"] = True
-            session["login_at"] = now
-            session["seen_at"] = now
-            if org is not None:
-                session["org_id"] = org.id
-        return client
+        return sign_in(client or app.test_client(), user, org)
 
     return _login
 

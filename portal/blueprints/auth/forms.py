@@ -1,33 +1,33 @@
-from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, IntegerField, PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
+from portal.forms import PortalForm, blank_if_control_characters
 from portal.services.accounts import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 
 
-class LocalLoginForm(FlaskForm):
+class LocalLoginForm(PortalForm):
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=500)])
-    next = HiddenField()
+    next = HiddenField(filters=[blank_if_control_characters])  # junk here never blocks a sign-in
 
 
-class SwitchOrgForm(FlaskForm):
+class SwitchOrgForm(PortalForm):
     org_id = IntegerField("Organization", validators=[DataRequired()])
 
 
-class LogoutForm(FlaskForm):
+class LogoutForm(PortalForm):
     pass
 
 
-class InvitationForm(FlaskForm):
+class InvitationForm(PortalForm):
     pass
 
 
-class WithdrawForm(FlaskForm):
+class WithdrawForm(PortalForm):
     pass
 
 
-class SetPasswordForm(FlaskForm):
+class SetPasswordForm(PortalForm):
     """From an invitation link, with local sign-in on: the invited account's password."""
 
     display_name = StringField("Your name", validators=[Optional(), Length(max=200)])
@@ -42,6 +42,6 @@ class SetPasswordForm(FlaskForm):
     ])
 
 
-class RequestAccessForm(FlaskForm):
+class RequestAccessForm(PortalForm):
     organization = StringField("Organization you work for", validators=[DataRequired(), Length(max=200)])
     message = TextAreaField("Message to its administrators", validators=[Optional(), Length(max=2000)])

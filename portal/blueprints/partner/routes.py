@@ -1,15 +1,15 @@
 """The partner portal (a shell for now: the customers it serves and the switcher)."""
 
 from flask import abort, current_app, redirect, request, session, url_for
-from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 
 from portal import policy
 from portal.auth_session import current_actor
 from portal.blueprints.partner import bp
 from portal.extensions import db
+from portal.forms import PortalForm
 from portal.models import Organization
-from portal.web import render
+from portal.web import query_int, query_text, render
 
 
 def _customers_page(actor, query: str, page: int):
@@ -38,8 +38,8 @@ def home():
 def customers():
     """The customers served, searchable and paginated (an htmx fragment inside the home page)."""
     actor = current_actor()
-    query = request.args.get("q", "").strip()[:100]
-    page = min(max(request.args.get("page", 1, type=int) or 1, 1), 100_000)
+    query = query_text("q", max_length=100)
+    page = query_int("page", default=1, minimum=1, maximum=100_000)
     pagination, paths = _customers_page(actor, query, page)
     return render("partner/customers.html", fragment="partner/_customers.html", pagination=pagination,
                   paths=paths, query=query)
@@ -48,7 +48,7 @@ def customers():
 @bp.post("/customer")
 def switch_customer():
     """Work for one of the customers served (or all of them): scopes every page."""
-    if not FlaskForm().validate_on_submit():
+    if not PortalForm().validate_on_submit():
         abort(400)
     actor = current_actor()
     raw = request.form.get("customer_id", "")

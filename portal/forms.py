@@ -1,0 +1,83 @@
+"""The base of every form in the portal: what no field may hold, whatever form it is on.
+
+Derive every form from ``PortalForm`` (never from ``FlaskForm`` directly). Each of its fields
+then checks the submitted value before its own validators run:
+
+- no control characters (a TextAreaField may hold tab, CR and LF): PostgreSQL refuses a NUL
+  in text outright, and the rest is junk nobody types; the message says which field;
+- whole numbers within the database's INTEGER range (SQLite overflows on larger ones);
+
+and the form is built from a form-encoded or multipart body only, never from a JSON body
+(whose values need not be strings at all). Query-string parameters follow the same rule
+through ``portal.web.query_text`` and ``portal.web.query_int``.
+
+A field whose junk is better ignored than refused (a sign-in's ``next``) takes the filter
+``blank_if_control_characters``; the check then sees the blank value.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import request
+from flask_wtf import FlaskForm
+from werkzeug.datastructures import CombinedMultiDict
+from wtforms import IntegerField, TextAreaField
+from wtforms.validators import StopValidation
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc: C0, DEL, C1
+CONTROL_CHARACTERS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tab, LF, CR allowed
+CONTROL_CHARACTERS_MESSAGE = "Remove control characters from this field."
+INTEGER_MIN, INTEGER_MAX = -(2**31), 2**31 - 1  # an INTEGER column of PostgreSQL
+_FROM_REQUEST = object()
+
+
+def has_control_characters(text: str, *, multiline: bool = False) -> bool:
+    """True if ``text`` holds a control character (tab, CR and LF are fine when ``multiline``)."""
+    pattern = CONTROL_CHARACTERS_BUT_LINES if multiline else CONTROL_CHARACTERS
+    return pattern.search(text) is not None
+
+
+def blank_if_control_characters(value: str | None) -> str | None:
+    """A filter: a value with control characters becomes blank instead of being refused."""
+    return "" if isinstance(value, str) and has_control_characters(value) else value
+
+
+def refuse_hostile_values(form, field) -> None:
+    """Run first on every field of a ``PortalForm``: stops the field's validation with a message."""
+    values = field.data if isinstance(field.data, list | tuple) else [field.data]
+    if not any(isinstance(value, str) for value in values):
+        values = field.raw_data or ()  # a number, a date...: what was typed
+    multiline = isinstance(field, TextAreaField)
+    if any(isinstance(value, str) and has_control_characters(value, multiline=multiline) for value in values):
+        raise StopValidation(CONTROL_CHARACTERS_MESSAGE)
+    if isinstance(field, IntegerField) and isinstance(field.data, int) and not (
+        INTEGER_MIN <= field.data <= INTEGER_MAX
+    ):
+        raise StopValidation(f"Enter a number between {INTEGER_MIN} and {INTEGER_MAX}.")
+
+
+class PortalForm(FlaskForm):
+    """A Flask-WTF form (CSRF included) whose every field refuses control characters.
+
+    Fields of a ``FormField`` are covered when its form is a ``PortalForm`` too; the entries
+    of a ``FieldList`` of plain fields are not (make them a ``FormField`` of a ``PortalForm``).
+    """
+
+    class Meta(FlaskForm.Meta):
+        def bind_field(self, form, unbound_field, options):
+            field = super().bind_field(form, unbound_field, options)
+            field.validators = [refuse_hostile_values, *field.validators]
+            return field
+
+    def __init__(self, formdata=_FROM_REQUEST, **kwargs):
+        # Flask-WTF would fill a form from a JSON body (ImmutableMultiDict(request.get_json())):
+        # a list or a number there is a TypeError, and ints, lists or dicts as field values break
+        # every validator that expects a string. A form reads form-encoded and multipart bodies.
+        if formdata is _FROM_REQUEST:
+            formdata = None
+            if self.is_submitted() and request.files:
+                formdata = CombinedMultiDict((request.files, request.form))
+            elif self.is_submitted() and request.form:
+                formdata = request.form
+        super().__init__(formdata=formdata, **kwargs)
