@@ -70,6 +70,10 @@ def action_label(action: str) -> str:
 def summary(event: AuditEvent) -> str:
     """The event's details as one short line."""
     details = event.details if isinstance(event.details, dict) else {}
+    if event.action == "organization.update":  # {field: [before, after]}
+        changes = [(k, v) for k, v in details.items() if isinstance(v, list) and len(v) == 2]
+        text = " · ".join(f"{k.replace('_', ' ')}: {v[0] or '—'} → {v[1] or '—'}" for k, v in changes)
+        return text if len(text) <= 240 else text[:239] + "…"
     parts = []
     for key in DETAIL_KEYS:
         value = details.get(key)
