@@ -38,11 +38,12 @@ def mark_read(actor: Actor, message: NotificationMessage) -> bool:
             policy.visible_messages(actor).where(NotificationMessage.id == message.id)
             .with_only_columns(NotificationMessage.id)) is None:
         raise NotAllowed("This message is not in your inbox.")
-    result = db.session.execute(
+    # RETURNING names the rows inserted (rowcount is -1 for some drivers, with ON CONFLICT).
+    inserted = db.session.execute(
         _insert_read().values(user_id=actor.user.id, message_id=message.id, read_at=utcnow())
-        .on_conflict_do_nothing()
-    )
-    if not result.rowcount:
+        .on_conflict_do_nothing().returning(NotificationRead.message_id)
+    ).all()
+    if not inserted:
         return False
     record(actor, "notification.read", message, subject_org=message.org,
            details={"title": message.notification.title, "kind": message.notification.kind})
@@ -55,10 +56,10 @@ def mark_all_read(actor: Actor) -> int:
         raise NotAllowed("Only a person reads an inbox.")
     unread = unread_messages(actor).with_only_columns(
         literal(actor.user.id), NotificationMessage.id, literal(utcnow(), NotificationRead.read_at.type))
-    result = db.session.execute(
+    count = len(db.session.execute(
         _insert_read().from_select(["user_id", "message_id", "read_at"], unread).on_conflict_do_nothing()
-    )
-    count = result.rowcount or 0
+        .returning(NotificationRead.message_id)
+    ).all())
     if count:
         record(actor, "notification.read_all", actor.org, subject_org=actor.org, details={"count": count})
     return count
