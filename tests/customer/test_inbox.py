@@ -68,7 +68,7 @@ def test_inbox_lists_our_organizations_messages_newest_first(world, admin):
                             "Acme Studio 5.1.1 security patch"]
     assert "3 messages" in body and "Tailspin" not in body
     assert nav_count(body) == "3 unread"
-    assert body.count('<span class="badge text-bg-primary">Unread</span>') == 3
+    assert body.count('<span class="badge text-bg-primary message-state">Unread</span>') == 3
 
 
 def test_a_subsidiary_member_sees_its_subtrees_messages(world, login_as):

@@ -72,7 +72,7 @@ def _table(actor, args) -> tuple[Table, list[Filter], set[int]]:
     table = Table(
         id="inbox", pagination=pagination, state=state, noun="message", nouns="messages",
         caption="Messages from the producer to your organizations",
-        columns=[Column("state", "Read or unread", label_hidden=True), Column("title", "Message", sortable=True),
+        columns=[Column("title", "Message", sortable=True),
                  Column("kind", "Kind"), Column("org", "For"), Column("received", "Received", sortable=True),
                  Column("actions", "Actions", label_hidden=True)],
         empty_text="Notices about service packs, security patches and other events arrive here.",

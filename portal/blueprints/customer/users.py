@@ -44,8 +44,7 @@ class InviteForm(PortalForm):
         DataRequired("Enter the email address of the person to invite."), Length(max=254)])
     org_id = SelectField("Organization", validate_choice=False,
                          validators=[DataRequired("Choose the organization to invite them to.")])
-    role = SelectField("Role", choices=ROLE_CHOICES, validate_choice=False, description=ROLE_HINT,
-                       validators=[DataRequired("Choose a role.")])
+    role = SelectField("Role", choices=ROLE_CHOICES, validate_choice=False, validators=[DataRequired("Choose a role.")])
 
 
 class RoleForm(PortalForm):
@@ -132,7 +131,7 @@ def _context(actor, args=None, **forms) -> dict:
             .order_by(Invitation.created_at.desc(), Invitation.id.desc()).limit(SHOWN)).all()
     return {
         "members": table, "filters": filters, "paths": paths, "admin": admin, "invite": invite,
-        "invitations": invitations, "join_requests": requests, "decidable": decidable,
+        "invitations": invitations, "role_hint": ROLE_HINT, "join_requests": requests, "decidable": decidable,
         "row_errors": forms.get("row_errors", {}), "request_errors": forms.get("request_errors", {}),
     }
 
