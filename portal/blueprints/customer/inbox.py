@@ -16,7 +16,7 @@ from sqlalchemy.orm import joinedload
 from portal import policy
 from portal.auth_session import current_actor
 from portal.blueprints.customer import bp
-from portal.blueprints.customer.replies import current_query, done, fragment, refuse
+from portal.blueprints.customer.replies import current_query, done, fragment, list_state, refuse
 from portal.extensions import db
 from portal.models import Notification, NotificationMessage, NotificationRead, Organization
 from portal.services.errors import ServiceError
@@ -46,11 +46,14 @@ def _read_by_user(actor):
                                NotificationRead.user_id == actor.user.id))
 
 
-def _table(actor, args) -> tuple[Table, list[Filter], set[int]]:
+def _table(actor, args, *, after_change: bool = False) -> tuple[Table, list[Filter], set[int]]:
     filters = [Filter("state", "Read or unread", STATES, all_label="All messages"),
                Filter("kind", "Kind", KINDS, all_label="All kinds")]
-    state = parse_list_args(args, endpoint="customer.inbox", sorts={"received", "title"}, default_sort="-received",
-                            filters=filters)
+    def parse(given):
+        return parse_list_args(given, endpoint="customer.inbox", sorts={"received", "title"},
+                               default_sort="-received", filters=filters)
+
+    state = list_state(parse, args) if after_change else parse(args)
     query = (policy.visible_messages(actor)
              .join(Notification, Notification.id == NotificationMessage.notification_id)
              .options(joinedload(NotificationMessage.notification), joinedload(NotificationMessage.org)))
@@ -81,7 +84,7 @@ def _table(actor, args) -> tuple[Table, list[Filter], set[int]]:
 
 
 def _list(actor, args, *, message: str | None = None):
-    table, filters, read = _table(actor, args)
+    table, filters, read = _table(actor, args, after_change=message is not None)
     context = {"inbox": table, "filters": filters, "read": read}
     if message is not None:  # after a change (htmx): the table, the nav's count, a toast
         return fragment("customer/_inbox_changed.html", message=message, unread=unread_count(actor), **context)

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flask import abort, flash, make_response, redirect, render_template, request
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import BadRequest
 
 from portal.extensions import db
 from portal.services.errors import ServiceError
@@ -58,3 +59,12 @@ def current_query() -> MultiDict:
         return MultiDict(request.args)
     url = request.headers.get("HX-Current-URL", "")
     return MultiDict(parse_qsl(urlsplit(url).query)[:50]) if url else MultiDict()
+
+
+def list_state(parse, args):
+    """``parse(args)`` for a list re-rendered after a change; a page URL it refuses (a forged
+    header: the change is made already) shows the list as it starts instead of answering 400."""
+    try:
+        return parse(args)
+    except BadRequest:
+        return parse(MultiDict())

@@ -19,7 +19,7 @@ from wtforms.validators import AnyOf, DataRequired, Length, Optional
 from portal import policy
 from portal.auth_session import current_actor
 from portal.blueprints.customer import bp
-from portal.blueprints.customer.replies import current_query, done, fragment, refuse, show_error
+from portal.blueprints.customer.replies import current_query, done, fragment, list_state, refuse, show_error
 from portal.extensions import db
 from portal.forms import PortalForm
 from portal.models import Invitation, Membership, Organization, PortalRequest, User, utcnow
@@ -77,15 +77,18 @@ def _org_choices(actor, orgs: list[Organization], action: str) -> list[SelectCho
             for o in orgs if policy.can(actor, action, o)]
 
 
-def _members_table(actor, orgs: list[Organization], args) -> tuple[Table, list[Filter]]:
+def _members_table(actor, orgs: list[Organization], args, *, after_change: bool) -> tuple[Table, list[Filter]]:
     depth = len(actor.org.ancestor_ids)
     filters = [
         Filter("org", "Organization", [(str(o.id), "— " * (len(o.ancestor_ids) - depth) + o.name) for o in orgs],
                all_label="All organizations"),
         Filter("role", "Role", ROLES, all_label="All roles"),
     ]
-    state = parse_list_args(args, endpoint="customer.users", sorts={"name", "email", "org", "role"},
-                            default_sort="org", filters=filters)
+    def parse(given):
+        return parse_list_args(given, endpoint="customer.users", sorts={"name", "email", "org", "role"},
+                               default_sort="org", filters=filters)
+
+    state = list_state(parse, args) if after_change else parse(args)
     query = (policy.visible_memberships(actor).join(User, User.id == Membership.user_id)
              .join(Organization, Organization.id == Membership.org_id)
              .options(joinedload(Membership.user), joinedload(Membership.org)))
@@ -112,7 +115,8 @@ def _members_table(actor, orgs: list[Organization], args) -> tuple[Table, list[F
 def _context(actor, args=None, **forms) -> dict:
     """Everything the page shows, for admins and members alike (forms for admins only)."""
     orgs, paths = _tree(actor)
-    table, filters = _members_table(actor, orgs, current_query() if args is None else args)
+    table, filters = _members_table(actor, orgs, current_query() if args is None else args,
+                                    after_change=args is None)
     requests = db.session.scalars(
         policy.join_requests_to_tree(actor).options(joinedload(PortalRequest.requester)).limit(SHOWN)).all()
     decidable = set(db.session.scalars(
