@@ -31,6 +31,7 @@ from portal.models import (
     Entitlement,
     EntitlementLine,
     Membership,
+    NotificationMessage,
     Organization,
     PortalRequest,
     User,
@@ -713,6 +714,67 @@ def load_request(actor: Actor, request_id: int) -> PortalRequest:
     return req
 
 
+# --- a customer's own hierarchy: its organizations, their users, their inbox ----------------
+
+
+def tree_organizations(actor: Actor) -> Select:
+    """The organizations of a customer user's own hierarchy (its organization and every
+    descendant) in path order; none for anyone else. Its admins edit them (``can``)."""
+    if not actor.is_customer:
+        return select(Organization).where(false())
+    return select(Organization).where(Organization.id.in_(subtree_org_ids(actor.org))).order_by(Organization.path)
+
+
+def visible_memberships(actor: Actor) -> Select:
+    """Memberships whose user and role the actor may see: a customer's users those of its
+    hierarchy, a partner's those of its own organization, producer staff all."""
+    query = select(Membership)
+    if actor.is_producer:
+        return query
+    if actor.is_customer:
+        return query.where(Membership.org_id.in_(subtree_org_ids(actor.org)))
+    if actor.is_partner:
+        return query.where(Membership.org_id == actor.org.id)
+    return query.where(false())
+
+
+def visible_messages(actor: Actor) -> Select:
+    """Notification messages in the actor's inbox: a customer's users see those of every
+    organization of their hierarchy; producer staff all; partners none (mail reaches them)."""
+    query = select(NotificationMessage)
+    if actor.is_producer:
+        return query
+    if actor.is_customer:
+        return query.where(NotificationMessage.org_id.in_(subtree_org_ids(actor.org)))
+    return query.where(false())
+
+
+def join_requests_to_tree(actor: Actor) -> Select:
+    """Pending requests to join an organization of a customer's hierarchy, oldest first."""
+    if not actor.is_customer:
+        return select(PortalRequest).where(false())
+    return (
+        select(PortalRequest)
+        .where(PortalRequest.kind == "join_org", PortalRequest.state == "pending",
+               PortalRequest.target_org_id.in_(subtree_org_ids(actor.org)))
+        .order_by(PortalRequest.created_at, PortalRequest.id)
+    )
+
+
+def load_tree_organization(actor: Actor, org_id: int) -> Organization:
+    """One organization of the actor's own hierarchy, or 404 (partners and the producer,
+    visible elsewhere, are not part of it)."""
+    return _one_or_404(tree_organizations(actor).where(Organization.id == org_id))
+
+
+def load_membership(actor: Actor, membership_id: int) -> Membership:
+    return _one_or_404(visible_memberships(actor).where(Membership.id == membership_id))
+
+
+def load_message(actor: Actor, message_id: int) -> NotificationMessage:
+    return _one_or_404(visible_messages(actor).where(NotificationMessage.id == message_id))
+
+
 def hierarchy_paths(orgs: list[Organization]) -> dict[int, str]:
     """Hierarchy paths of many organizations with one query for all their ancestors."""
     ancestors = {org.id: org.ancestor_ids[:-1] for org in orgs}
@@ -743,20 +805,27 @@ __all__ = [
     "decidable_requests",
     "entitlement_scope",
     "hierarchy_path",
+    "join_requests_to_tree",
     "join_target",
     "load_activation",
     "load_attachment",
     "load_entitlement",
     "load_line",
+    "load_membership",
+    "load_message",
     "load_organization",
     "load_request",
+    "load_tree_organization",
     "own_attachment",
     "sees_entitlement",
     "system_actor",
     "transfer_recipient_by_exact_name",
+    "tree_organizations",
     "visible_attachments",
     "visible_audit_events",
     "visible_entitlements",
+    "visible_memberships",
+    "visible_messages",
     "visible_organizations",
     "visible_requests",
 ]

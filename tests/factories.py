@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from portal.database import begin_write
 from portal.extensions import db
-from portal.models import Identity, Membership, Organization, Product, User
+from portal.models import Identity, Membership, Notification, NotificationMessage, Organization, Product, User
 from portal.policy import Actor, system_actor
 from portal.services.accounts import create_user
 from portal.services.entitlements import LineSpec, attach_partner, create_entitlement
@@ -113,6 +113,16 @@ class Factory:
                                 permissions=permissions)
         db.session.commit()
         return result
+
+
+    def message(self, org: Organization, title: str = "Service pack 1 is out", kind: str = "service_pack",
+                content: list | None = None, product: Product | None = None, body: str = "Install it soon."):
+        """A producer notice in ``org``'s inbox (rows as a notification send would leave them)."""
+        notification = Notification(kind=kind, title=title, body=body, product=product or self.product())
+        message = NotificationMessage(notification=notification, org=org, content=content or [])
+        db.session.add_all([notification, message])
+        db.session.commit()
+        return message
 
 
 def write_transaction() -> None:

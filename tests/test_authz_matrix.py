@@ -37,6 +37,7 @@ HOW TO EXTEND (every new route MUST be added here, or the meta-test fails):
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,11 @@ MEMBER_ROLES: dict[str, tuple[str, str, str]] = {
     "service_provider_admin": ("partner", "initech", "admin"),
 }
 ROLES = (*MEMBER_ROLES, ANONYMOUS, NO_MEMBERSHIP)
+# Roles only the rows that name them in ``Row.extra`` run as (their routes care about them):
+# a member of Contoso Germany, a subsidiary of Contoso Group, sees only its own subtree.
+EXTRA_ROLES: dict[str, tuple[str, str, str]] = {
+    "subsidiary_member": ("customer", "contoso_de", "member"),
+}
 GUARDED_AREAS = ("customer", "partner", "producer")  # blueprints with a require_area guard
 
 
@@ -128,14 +134,16 @@ class World:
             raise AttributeError(name) from None
 
     def org_of(self, role: str) -> Organization | None:
-        return self.orgs[MEMBER_ROLES[role][1]] if role in MEMBER_ROLES else None
+        roles = MEMBER_ROLES | EXTRA_ROLES
+        return self.orgs[roles[role][1]] if role in roles else None
 
 
 def build_world() -> World:
     """Acme -> Northwind -> BlueSky and Acme -> RedRock; Initech services Contoso.
 
     Contoso (our customer roles) bought through Northwind -> BlueSky with Initech attached,
-    so every partner role serves Contoso; Fabrikam bought through RedRock (another
+    so every partner role serves Contoso; it has two subsidiaries, Contoso Germany and Contoso
+    USA, that own nothing; Fabrikam bought through RedRock (another
     partner's customer); Tailspin bought direct (nobody's).
     """
     acme = bootstrap_producer("Acme Software")
@@ -148,6 +156,8 @@ def build_world() -> World:
         ("tailspin", "customer", "Tailspin Toys"),
     ]:
         orgs[key] = create_organization(system, kind=kind, name=name)
+    for key, name in [("contoso_de", "Contoso Germany"), ("contoso_us", "Contoso USA")]:
+        orgs[key] = create_organization(system, kind="customer", name=name, parent=orgs["contoso"])
     for supplier, buyer in [("acme", "northwind"), ("northwind", "bluesky"), ("acme", "redrock")]:
         add_channel_relationship(system, orgs[supplier], orgs[buyer])
     product = Product(sku="STUDIO", name="Acme Studio")
@@ -177,6 +187,7 @@ class Row:
     relation: str = "-"
     values: Callable[[World, str], dict[str, Any]] | dict[str, Any] = field(default_factory=dict)
     form: Callable[[World, str], dict[str, Any]] | None = None
+    extra: dict[str, Expect] = field(default_factory=dict)  # expectations for EXTRA_ROLES this row runs as
 
     def url(self, world: World, role: str) -> str:
         values = self.values(world, role) if callable(self.values) else self.values
@@ -473,6 +484,151 @@ MATRIX: list[Row] = [
         expect=area_route("partner", HOME["partner"])),  # back to all customers served
 ]
 
+# --- the customer's hierarchy, users, inbox and audit (issue 8, items 5, 6 and 8) ---------------
+# Customer admins act; customer members see (403 on any change); the member of the subsidiary
+# Contoso Germany sees its own subtree (Contoso Group's objects are 404 to it). Another
+# customer's objects are 404; a tampered organization in a form field is 422 with a message.
+
+SUBSIDIARY = "subsidiary_member"
+FORBIDDEN = Expect(403)
+CHANGED = Expect(302)  # a change without JavaScript redirects back to its page
+_SEQ = itertools.count(1)  # unique emails: the hostile-input probe builds these URLs again and again
+
+
+def customer_roles(admin: Expect, member: Expect) -> dict[str, Expect]:
+    """A customer page: ``admin`` for the customer admin, ``member`` for the member; 404 elsewhere."""
+    return area_route("customer", admin) | {"customer_member": member}
+
+
+def _org(key: str) -> Callable[[World, str], dict[str, Any]]:
+    return lambda w, role: {"org_id": w.orgs[key].id}
+
+
+def _membership_in(w: World, key: str) -> dict[str, Any]:
+    """A new member of ``w.orgs[key]`` (made while the cell builds its URL)."""
+    user = create_user(f"someone.{key}.{next(_SEQ)}@example.com", "Someone There")
+    membership = Membership(user=user, org=w.orgs[key], role="member")
+    db.session.add(membership)
+    db.session.commit()
+    return {"membership_id": membership.id}
+
+
+def _join_request_to(w: World, key: str) -> dict[str, Any]:
+    from portal.services.requests import request_to_join
+
+    user = create_user(f"joiner.{key}.{next(_SEQ)}@example.com", "Jo Joiner")
+    req = request_to_join(user, w.orgs[key], organization_name=w.orgs[key].name)
+    db.session.commit()
+    return {"request_id": req.id}
+
+
+def _message_to(w: World, key: str) -> dict[str, Any]:
+    from portal.models import Notification, NotificationMessage
+
+    notification = Notification(kind="security_patch", title="Patch 5.1.1", body="Install it.",
+                                product=db.session.scalar(select(Product)))
+    message = NotificationMessage(notification=notification, org=w.orgs[key], content=[])
+    db.session.add_all([notification, message])
+    db.session.commit()
+    return {"message_id": message.id}
+
+
+def _code_of(w: World, key: str) -> str:
+    from portal.models import Entitlement
+
+    return db.session.scalar(select(Entitlement.code).where(Entitlement.owner_id == w.orgs[key].id))
+
+
+CUSTOMER_TREE_ROWS: list[Row] = []
+for _endpoint in ("customer.organization", "customer.users", "customer.inbox"):
+    CUSTOMER_TREE_ROWS.append(Row(_endpoint, "GET", area_route("customer", OK), extra={SUBSIDIARY: OK}))
+for _endpoint in ("customer.audit", "customer.audit_csv"):
+    CUSTOMER_TREE_ROWS.append(Row(_endpoint, "GET", customer_roles(OK, FORBIDDEN), extra={SUBSIDIARY: FORBIDDEN}))
+# One organization: its page; each change of it. Own: Contoso Germany (in every customer role's tree).
+CUSTOMER_TREE_ROWS += [
+    Row("customer.organization_detail", "GET", area_route("customer", OK), relation="own", values=_org("contoso_de"),
+        extra={SUBSIDIARY: OK}),
+    Row("customer.organization_detail", "GET", area_route("customer", NOT_FOUND), relation="another_customer",
+        values=_org("tailspin"), extra={SUBSIDIARY: NOT_FOUND}),
+    Row("customer.organization_detail", "GET", area_route("customer", NOT_FOUND), relation="another_partner",
+        values=_org("fabrikam"), extra={SUBSIDIARY: NOT_FOUND}),
+]
+_ORG_CHANGES = {
+    "customer.edit_organization": lambda w, prefix: {f"{prefix}-name": "Contoso Deutschland"},
+    "customer.add_subsidiary": lambda w, prefix: {f"{prefix}-name": "Contoso Berlin"},
+    "customer.move": lambda w, prefix: {f"{prefix}-parent_id": w.contoso_us.id},
+    "customer.delete": lambda w, prefix: {},
+}
+_PREFIX = {"customer.edit_organization": "org", "customer.add_subsidiary": "child", "customer.move": "move",
+           "customer.delete": "delete"}
+for _endpoint, _form in _ORG_CHANGES.items():
+    for _relation, _key, _admin, _sub in [("own", "contoso_de", CHANGED, FORBIDDEN),
+                                          ("another_customer", "tailspin", NOT_FOUND, NOT_FOUND),
+                                          ("another_partner", "fabrikam", NOT_FOUND, NOT_FOUND)]:
+        CUSTOMER_TREE_ROWS.append(Row(
+            _endpoint, "POST", relation=_relation, values=_org(_key),
+            form=lambda w, role, _form=_form, _key=_key, _p=_PREFIX[_endpoint]: _form(w, f"{_p}-{w.orgs[_key].id}"),
+            expect=customer_roles(_admin, FORBIDDEN if _admin == CHANGED else NOT_FOUND), extra={SUBSIDIARY: _sub}))
+CUSTOMER_TREE_ROWS += [
+    # Contoso Group's entitlement to Contoso Germany (Contoso Group is not the subsidiary member's: 404).
+    Row("customer.move_entitlement", "POST", relation="own", values=_org("contoso"),
+        form=lambda w, role: {f"ent-{w.contoso.id}-code": _code_of(w, "contoso"),
+                              f"ent-{w.contoso.id}-org_id": w.contoso_de.id},
+        expect=customer_roles(CHANGED, FORBIDDEN), extra={SUBSIDIARY: NOT_FOUND}),
+    Row("customer.move_entitlement", "POST", relation="another_customer", values=_org("tailspin"),
+        form=lambda w, role: {f"ent-{w.tailspin.id}-code": _code_of(w, "tailspin"),
+                              f"ent-{w.tailspin.id}-org_id": w.contoso_de.id},
+        expect=customer_roles(NOT_FOUND, NOT_FOUND), extra={SUBSIDIARY: NOT_FOUND}),
+    # Users: invite into one's own tree; another customer's organization in the form is a field error.
+    Row("customer.invite", "POST", relation="own",
+        form=lambda w, role: {"invite-email": "new.person@example.com", "invite-org_id": w.contoso_de.id,
+                              "invite-role": "member"},
+        expect=customer_roles(CHANGED, FORBIDDEN), extra={SUBSIDIARY: FORBIDDEN}),
+    Row("customer.invite", "POST", relation="another_customer",
+        form=lambda w, role: {"invite-email": "new.person@example.com", "invite-org_id": w.tailspin.id,
+                              "invite-role": "member"},
+        expect=customer_roles(Expect(422), FORBIDDEN), extra={SUBSIDIARY: FORBIDDEN}),
+]
+for _endpoint, _form in [("customer.change_role", lambda w, role, m: {f"m-{m}-role": "admin"}),
+                         ("customer.remove", lambda w, role, m: {})]:
+    for _relation, _key, _admin in [("own", "contoso_de", CHANGED), ("another_customer", "tailspin", NOT_FOUND)]:
+        CUSTOMER_TREE_ROWS.append(Row(
+            _endpoint, "POST", relation=_relation, values=lambda w, role, _key=_key: _membership_in(w, _key),
+            form=lambda w, role, _form=_form, _key=_key: _form(w, role, db.session.scalar(
+                select(Membership.id).where(Membership.org_id == w.orgs[_key].id).order_by(Membership.id.desc()))),
+            expect=customer_roles(_admin, FORBIDDEN if _admin == CHANGED else NOT_FOUND),
+            extra={SUBSIDIARY: FORBIDDEN if _admin == CHANGED else NOT_FOUND}))
+CUSTOMER_TREE_ROWS += [
+    Row("customer.decide_join", "POST", relation="own", values=lambda w, role: _join_request_to(w, "contoso_de"),
+        form=lambda w, role: {f"r-{_last_request()}-decision": "approve"},
+        expect=customer_roles(CHANGED, FORBIDDEN), extra={SUBSIDIARY: FORBIDDEN}),
+    Row("customer.decide_join", "POST", relation="another_customer",
+        values=lambda w, role: _join_request_to(w, "tailspin"),
+        form=lambda w, role: {f"r-{_last_request()}-decision": "approve"},
+        expect=customer_roles(NOT_FOUND, NOT_FOUND), extra={SUBSIDIARY: NOT_FOUND}),
+    # The inbox: every user of the tree reads its messages (read state is the user's own).
+    Row("customer.inbox_message", "GET", area_route("customer", OK), relation="own",
+        values=lambda w, role: _message_to(w, "contoso_de"), extra={SUBSIDIARY: OK}),
+    Row("customer.inbox_message", "GET", area_route("customer", NOT_FOUND), relation="another_customer",
+        values=lambda w, role: _message_to(w, "tailspin"), extra={SUBSIDIARY: NOT_FOUND}),
+    Row("customer.inbox_message", "GET", area_route("customer", NOT_FOUND), relation="another_partner",
+        values=lambda w, role: _message_to(w, "fabrikam"), extra={SUBSIDIARY: NOT_FOUND}),
+    Row("customer.inbox_read", "POST", area_route("customer", CHANGED), relation="own",
+        values=lambda w, role: _message_to(w, "contoso_de"), extra={SUBSIDIARY: CHANGED}),
+    Row("customer.inbox_read", "POST", area_route("customer", NOT_FOUND), relation="another_customer",
+        values=lambda w, role: _message_to(w, "tailspin"), extra={SUBSIDIARY: NOT_FOUND}),
+    Row("customer.inbox_read_all", "POST", area_route("customer", CHANGED), extra={SUBSIDIARY: CHANGED}),
+]
+
+
+def _last_request() -> int:
+    from portal.models import PortalRequest
+
+    return db.session.scalar(select(PortalRequest.id).order_by(PortalRequest.id.desc()))
+
+
+MATRIX.extend(CUSTOMER_TREE_ROWS)
+
 # Endpoints anonymous may open (everything else is protected by default), with the reason.
 PUBLIC: dict[str, str] = {
     "static": "stylesheets and scripts of the login page",
@@ -484,7 +640,7 @@ PUBLIC: dict[str, str] = {
     "auth.invitation": "an invitation link is opened before its invitee can sign in",
 }
 
-CELLS = [(row, role) for row in MATRIX for role in ROLES]
+CELLS = [(row, role) for row in MATRIX for role in (*ROLES, *row.extra)]
 
 
 def _cell_id(cell: tuple[Row, str]) -> str:
@@ -502,7 +658,7 @@ def _client_for(app, login_as, world: World, role: str):
         user = create_user("lonely@example.com", "No Membership Yet")
         db.session.commit()
         return login_as(user)
-    _, org_key, membership_role = MEMBER_ROLES[role]
+    _, org_key, membership_role = (MEMBER_ROLES | EXTRA_ROLES)[role]
     user = create_user(f"{role}@example.com", role.replace("_", " ").title())
     db.session.add(Membership(user=user, org=world.orgs[org_key], role=membership_role))
     db.session.commit()
@@ -528,7 +684,7 @@ def test_authorization_matrix(app, login_as, cell):
 
     response = client.open(url, method=row.method, data=form)
     try:
-        expected = row.expect[role]
+        expected = {**row.expect, **row.extra}[role]
         got = Expect(response.status_code, urlsplit(response.location).path if response.location else None)
         if expected.location is None:
             got = Expect(got.status)
@@ -603,6 +759,7 @@ def test_role_areas_are_never_public_and_protected_by_default():
 def test_every_row_names_every_role_once():
     for row in MATRIX:
         assert set(row.expect) == set(ROLES), f"{row.endpoint} {row.method} {row.relation}"
+        assert set(row.extra) <= set(EXTRA_ROLES), f"{row.endpoint} {row.method} {row.relation}"
     keys = [(row.endpoint, row.method, row.relation) for row in MATRIX]
     assert len(keys) == len(set(keys)), "two rows for the same endpoint, method and relation"
 

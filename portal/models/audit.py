@@ -14,7 +14,11 @@ from portal.models.orgs import Organization, User
 
 class AuditEvent(db.Model):
     __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_event_subject", "subject_type", "subject_id"),)
+    __table_args__ = (
+        Index("ix_audit_event_subject", "subject_type", "subject_id"),
+        # A customer's trail: its organizations' events, newest first, one page at a time.
+        Index("ix_audit_event_subject_org_at", "subject_org_id", "at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -55,6 +55,19 @@ class NotificationMessage(db.Model):
     org: Mapped[Organization] = relationship()
 
 
+class NotificationRead(db.Model):
+    """That one user has read one message of its organization's inbox (read state is per user:
+    a colleague reading a security notice does not make it read for everyone)."""
+
+    __tablename__ = "notification_read"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_message.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class OutboxEmail(db.Model):
     """A mail queued in the same transaction as the change that caused it.
 

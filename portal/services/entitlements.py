@@ -202,6 +202,34 @@ def assign_stock(actor: Actor, entitlement: Entitlement, customer: Organization)
     return entitlement
 
 
+def move_within_tree(actor: Actor, entitlement: Entitlement, org: Organization) -> Entitlement:
+    """Move an entitlement between organizations of one customer hierarchy (a site takes over a
+    subsidiary's licenses, say): a customer admin whose subtree holds both, or producer staff.
+
+    Only the owner changes. Lines, activations, the sales chain and every attachment stay as
+    they are: partners are connected to the entitlement, not to the organization that holds it.
+    Outside the hierarchy it is a transfer, which producer staff decide.
+    """
+    lock_entitlement(entitlement)
+    previous = entitlement.owner
+    if not (can(actor, "view", entitlement) and previous.kind == "customer" and can(actor, "edit", previous)):
+        raise NotAllowed("You may not move this entitlement.")
+    same_tree = org.kind == "customer" and org.ancestor_ids[:1] == previous.ancestor_ids[:1]
+    if not same_tree or not can(actor, "edit", org):
+        raise ServiceError("Choose an organization of your own hierarchy; anywhere else is a transfer.",
+                           field="org")
+    if org.status != "active":
+        raise ServiceError(f"{org.name} is not active.", field="org")
+    if org.id == previous.id:
+        return entitlement
+    entitlement.owner = org
+    db.session.flush()
+    record(actor, "entitlement.move", entitlement, subject_org=org, details={
+        "code": entitlement.code, "from": previous.name, "from_org_id": previous.id, "to": org.name,
+    })
+    return entitlement
+
+
 def transfer_entitlement(actor: Actor, entitlement: Entitlement, recipient: Organization) -> list[Attachment]:
     """Move a customer's entitlement to another organization (an approved transfer).
 

@@ -242,12 +242,20 @@ def add_channel_relationship(actor: Actor, supplier: Organization, buyer: Organi
     return edge
 
 
+def _is_own_seat(actor: Actor, user_id: int, org_id: int) -> bool:
+    """The membership the actor is acting through right now."""
+    return actor.user is not None and actor.user.id == user_id and actor.org.id == org_id
+
+
 def add_member(actor: Actor, org: Organization, user: User, role: str) -> Membership:
     """Give a user a role in an organization (admins of that organization, or the producer)."""
     if not can(actor, "manage_users", org):
         raise NotAllowed("You may not manage this organization's users.")
     if role not in ROLES_BY_KIND[org.kind]:
         raise ServiceError(f"Choose one of: {', '.join(ROLES_BY_KIND[org.kind])}.", field="role")
+    if _is_own_seat(actor, user.id, org.id) and role != actor.role:
+        # An admin demoting itself would lose the rights it acts with, mid-request.
+        raise ServiceError("You cannot change your own role here; ask another admin.", field="role")
     membership = db.session.scalar(
         select(Membership).where(Membership.user_id == user.id, Membership.org_id == org.id)
     )
@@ -265,6 +273,8 @@ def remove_member(actor: Actor, membership: Membership) -> None:
     """End a membership; the user's open sessions end at their next request."""
     if not can(actor, "manage_users", membership.org):
         raise NotAllowed("You may not manage this organization's users.")
+    if _is_own_seat(actor, membership.user_id, membership.org_id):
+        raise Conflict("You cannot remove yourself from the organization you work in; ask another admin.")
     user = membership.user
     user.session_version += 1
     record(actor, "membership.remove", membership, subject_org=membership.org,

@@ -7,4 +7,14 @@ from portal.blueprints.guards import require_area
 bp = Blueprint("customer", __name__)
 require_area(bp, "customer")
 
-from portal.blueprints.customer import activations, entitlements, home, partners, requests  # noqa: E402,F401
+from portal.blueprints.customer import (  # noqa: E402,F401
+    activations,
+    audit,
+    entitlements,
+    home,
+    inbox,
+    organization,
+    partners,
+    requests,
+    users,
+)
