@@ -51,7 +51,7 @@ def rows(body: str) -> list[tuple[str, str, str]]:
 
 
 def count_line(body: str) -> str:
-    return re.search(r'id="audit-summary" role="status">([^<]*)<', body).group(1)
+    return re.search(r'id="audit-summary"[^>]*>([^<]*)<', body).group(1)
 
 
 def visible_event_count(world) -> int:

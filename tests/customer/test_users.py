@@ -53,7 +53,7 @@ def emails(body: str) -> list[str]:
 
 
 def summary(body: str) -> str:
-    return html.unescape(re.search(r'id="members-summary" role="status">([^<]*)<', body).group(1))
+    return html.unescape(re.search(r'id="members-summary"[^>]*>([^<]*)<', body).group(1))
 
 
 def toast(response) -> dict:

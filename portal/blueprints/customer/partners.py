@@ -334,7 +334,7 @@ def partner_entitlement_choices():
     """The entitlement chooser of the attach or the invite form, narrowed by a search; the chosen
     ones stay chosen. Without JavaScript, the whole page with that chooser."""
     actor = current_actor()
-    prefix = query_text("form", max_length=10)
+    prefix = query_text("form", max_length=10) or CHOOSERS[0]  # the attach form's, unless named
     if prefix not in CHOOSERS:
         abort(404)
     search = query_text("eq", max_length=100)
