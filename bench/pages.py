@@ -28,6 +28,7 @@ from portal.models import (
     Entitlement,
     EntitlementLine,
     Membership,
+    NotificationMessage,
     Organization,
     PortalRequest,
     Product,
@@ -157,8 +158,11 @@ RESOLVERS: dict[str, Callable[[policy.Actor], Any]] = {
     "line_id": _attr(_line, "id"),
     "activation_code": _attr(_line, "activation_code"),
     "activation_id": _activation,
+    "message_id": lambda a: _scalar(policy.visible_messages(a).with_only_columns(NotificationMessage.id)
+                                    .order_by(NotificationMessage.id)),
     "attachment_id": _attachment,
-    "org_id": lambda a: _organization(a, ("customer", *PARTNER_KINDS)),
+    # A customer's organization pages are of its own tree: its own organization.
+    "org_id": lambda a: a.org.id if a.is_customer else _organization(a, ("customer", *PARTNER_KINDS)),
     "organization_id": lambda a: _organization(a, ("customer", *PARTNER_KINDS)),
     "customer_id": _organization,
     "partner_id": lambda a: _organization(a, PARTNER_KINDS),

@@ -531,11 +531,11 @@ class Party:
 
 def _user_counts(org_ids: list[int]) -> dict[int, dict[str, int]]:
     counts: dict[int, dict[str, int]] = {}
-    if org_ids:
-        for org_id, role, n in db.session.execute(
-                select(Membership.org_id, Membership.role, func.count()).where(Membership.org_id.in_(org_ids))
-                .group_by(Membership.org_id, Membership.role)):
-            counts.setdefault(org_id, {})[role] = n
+    # Asked even for no organization: the panel costs the same whatever it shows.
+    for org_id, role, n in db.session.execute(
+            select(Membership.org_id, Membership.role, func.count()).where(Membership.org_id.in_(org_ids))
+            .group_by(Membership.org_id, Membership.role)):
+        counts.setdefault(org_id, {})[role] = n
     return counts
 
 
@@ -543,7 +543,8 @@ def visibility(actor, entitlement: Entitlement) -> dict:
     """Every party that can see the entitlement and why: the owner and the organizations above
     it, each live attachment that lets its partner view it, producer staff; and the partners
     whose attachment was revoked (they see nothing, the sales chain keeps them for reports)."""
-    owner = entitlement.owner
+    # Read, not lazy-loaded: the same cost whether or not the owner is already known.
+    owner = db.session.scalar(select(Organization).where(Organization.id == entitlement.owner_id))
     chain_ids = owner.ancestor_ids
     orgs = {o.id: o for o in db.session.scalars(select(Organization).where(Organization.id.in_(chain_ids)))}
     counts = _user_counts([i for i in chain_ids if orgs[i].path.startswith(actor.org.path)])
@@ -582,5 +583,6 @@ def entitlement_visibility(code: str):
     if "customer.entitlement" in current_app.view_functions:
         crumbs.append((entitlement.code, url_for("customer.entitlement", code=entitlement.code)))
     crumbs.append(("Who can see this", None))
+    parties = visibility(actor, entitlement)  # first: it reads the owner, which the check below needs
     return render("customer/visibility.html", fragment="customer/_visibility.html", crumbs=crumbs,
-                  admin=policy.can(actor, "attach", entitlement), **visibility(actor, entitlement))
+                  admin=policy.can(actor, "attach", entitlement), **parties)
