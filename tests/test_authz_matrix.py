@@ -283,9 +283,9 @@ def _customer(admin: Expect, member: Expect | None = None) -> dict[str, Expect]:
 
 
 def _entitlement_of(w: World, key: str):
-    from portal.models import Entitlement
-
-    return db.session.scalar(select(Entitlement).where(Entitlement.owner_id == w.orgs[key].id))
+    """The world's entitlement of that customer (by reference: another cell may have moved it
+    within the customer's tree since)."""
+    return w.entitlements[key]
 
 
 def _attachment_of(w: World, key: str) -> dict[str, Any]:

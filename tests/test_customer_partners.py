@@ -112,7 +112,7 @@ def test_partners_list_shows_exactly_our_attachments(world, login_as):
     body = admin.get("/customer/partners").get_data(as_text=True)
     # Germany's studio: Northwind (distributed) and BlueSky (sold); Contoso's sync: RedRock (sold).
     assert len(_rows(body, "attachment-row")) == 3
-    assert '<p class="mb-0 table-summary" id="attachments-summary" role="status">3 attachments</p>' in body
+    assert re.search(r'<p class="mb-0 table-summary" id="attachments-summary"[^>]*>3 attachments</p>', body)
     for decoy in ("Zephyr Decoy Services", world["fab1"].code, world["fab2"].code, "Fabrikam"):
         assert decoy not in _table(body)
     # Every active partner may be attached (the producer's channel), whoever it works for now.
