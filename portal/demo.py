@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import Activation, Organization, Product, Release, User
+from portal.models import Activation, Organization, Product, Release, User, utcnow
 from portal.policy import Actor, system_actor
 from portal.services.accounts import create_user
 from portal.services.activations import activate, record_usage
@@ -54,10 +54,13 @@ def demo_logins(orgs: dict[str, Organization]) -> list[tuple[str, str]]:
 
 
 def load_demo(today: date | None = None) -> dict[str, object]:
-    """Create the whole story in the current transaction; the caller commits."""
+    """Create the whole story in the current transaction; the caller commits.
+
+    Dates are relative to ``today`` (the real date unless given), so the story always reads the
+    same: a subscription ends in 65 days, this month's usage is 420 units, stock is 30 days old."""
     if db.session.scalar(select(Organization.id).limit(1)) is not None:
         raise RuntimeError("The database is not empty; the demo loads into an empty database only.")
-    today = today or date(2026, 11, 1)
+    today = today or utcnow().date()
     acme = bootstrap_producer("Acme Software", email="channel@acme.example", phone="+1 555 0100",
                               website="https://acme.example")
     system = system_actor(acme)
@@ -159,7 +162,7 @@ def load_demo(today: date | None = None) -> dict[str, object]:
     contoso_admin = Actor(user=users["admin@contoso.example"], org=orgs["contoso"], role="admin")
     activate(contoso_admin, ents["contoso_us_sync"].lines[0], "us-sync-gw", seats=25,
              friendly_name="US sync gateway", today=today)
-    record_usage(contoso_admin, ents["contoso_credits"].lines[0], 420, used_on=today, note="October renders")
+    record_usage(contoso_admin, ents["contoso_credits"].lines[0], 420, used_on=today, note="Renders this month")
 
     # One pending request of each kind.
     (newcomer_email, newcomer_name, _), (applicant_email, applicant_name, _) = DEMO_NEWCOMERS
