@@ -58,6 +58,7 @@ from portal.services.accounts import create_user, invite_user
 from portal.services.activations import activate
 from portal.services.entitlements import LineSpec, attach_partner, create_entitlement
 from portal.services.orgs import add_channel_relationship, bootstrap_producer, create_organization
+from tests.factories import page_without_csrf
 
 # --- roles ------------------------------------------------------------------------------------
 
@@ -665,12 +666,7 @@ def _client_for(app, login_as, world: World, role: str):
     return login_as(user, world.orgs[org_key])
 
 
-_CSRF = re.compile(r'("X-CSRFToken": "|name="csrf_token" value=")[^"]*')
-
-
-def _page(response) -> str:
-    """The body without the per-request CSRF token."""
-    return _CSRF.sub(r"\1", response.get_data(as_text=True))
+_page = page_without_csrf
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=_cell_id)
