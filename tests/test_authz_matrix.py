@@ -38,7 +38,6 @@ HOW TO EXTEND (every new route MUST be added here, or the meta-test fails):
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date

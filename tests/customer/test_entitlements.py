@@ -15,8 +15,8 @@ from portal.database import begin_write
 from portal.extensions import db
 from portal.models import Attachment
 from portal.services.entitlements import revoke_attachment, set_entitlement_status
-from tests.factories import page_without_csrf
 from tests.customer.conftest import HX
+from tests.factories import page_without_csrf
 
 
 def _codes(response) -> list[str]:
