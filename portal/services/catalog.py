@@ -199,7 +199,8 @@ def clean_filename(filename: str | None) -> str:
     filename = filename or ""
     if has_control_characters(filename):
         raise ServiceError("The file name holds control characters; rename the file.", field="file")
-    name = secure_filename(filename)[:255]
+    # Only the last part of a path (some browsers send the whole path), made safe.
+    name = secure_filename(re.split(r"[\\/]", filename)[-1])[:255]
     if not name:
         raise ServiceError("Choose a file with a name made of letters, digits, dots, dashes or underscores.",
                            field="file")
