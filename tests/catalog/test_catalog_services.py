@@ -63,7 +63,7 @@ def test_sku_and_version_are_unique(staff, release):
     assert catalog.add_release(staff, other, version="5.1.1", released_on=date(2026, 11, 1)).version == "5.1.1"
 
 
-@pytest.mark.parametrize("field,values", [
+@pytest.mark.parametrize(("field", "values"), [
     ("version", {"version": "5 1"}),
     ("version", {"version": ""}),
     ("kind", {"kind": "beta"}),
@@ -154,7 +154,7 @@ def test_a_rolled_back_upload_removes_its_bytes(staff, release, files_dir):
     assert _stored(files_dir) == []
 
 
-@pytest.mark.parametrize("name,expected", [
+@pytest.mark.parametrize(("name", "expected"), [
     ("../../etc/passwd", "passwd"),
     ("C:\\Windows\\evil.dll", "evil.dll"),
     ("studio 5.1.zip", "studio_5.1.zip"),
