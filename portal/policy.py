@@ -34,6 +34,9 @@ from portal.models import (
     NotificationMessage,
     Organization,
     PortalRequest,
+    Product,
+    Release,
+    ReleaseFile,
     User,
 )
 from portal.models.entitlements import PartnerCustomer
@@ -819,6 +822,28 @@ def load_request(actor: Actor, request_id: int) -> PortalRequest:
     return req
 
 
+def catalog_products(actor: Actor) -> Select:
+    """Products whose catalog entry (releases, every file) the actor manages: producer staff all,
+    nobody else any (customers and partners see releases through ``download_rights``)."""
+    if not can(actor, Action.MANAGE_CATALOG):
+        return select(Product).where(false())
+    return select(Product)
+
+
+def load_product(actor: Actor, product_id: int) -> Product:
+    return _one_or_404(catalog_products(actor).where(Product.id == product_id))
+
+
+def load_release(actor: Actor, release_id: int) -> Release:
+    return _one_or_404(select(Release).where(Release.id == release_id, Release.product_id.in_(
+        catalog_products(actor).with_only_columns(Product.id))))
+
+
+def load_release_file(actor: Actor, file_id: int) -> ReleaseFile:
+    return _one_or_404(select(ReleaseFile).join(Release, Release.id == ReleaseFile.release_id).where(
+        ReleaseFile.id == file_id, Release.product_id.in_(catalog_products(actor).with_only_columns(Product.id))))
+
+
 # --- a customer's own hierarchy: its organizations, their users, their inbox ----------------
 
 
@@ -905,6 +930,7 @@ __all__ = [
     "attachments_on_visible_entitlements",
     "attachable_partners",
     "can",
+    "catalog_products",
     "customer_by_exact_name",
     "customers_served_by",
     "decidable_requests",
@@ -922,6 +948,9 @@ __all__ = [
     "load_membership",
     "load_message",
     "load_organization",
+    "load_product",
+    "load_release",
+    "load_release_file",
     "load_request",
     "load_tree_organization",
     "own_attachment",
