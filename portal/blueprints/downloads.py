@@ -20,6 +20,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal import policy
+from portal.database import begin_write
 from portal.extensions import db
 from portal.models import Entitlement, EntitlementLine, Product, Release, ReleaseFile, utcnow
 from portal.services.catalog import KIND_LABELS, file_path, record_download
@@ -69,6 +70,10 @@ def _digest_headers(response, sha256: str) -> None:
 def send_release_file(actor: policy.Actor, file_id: int):
     """The file's bytes for an entitled actor (audited); 404 when the actor holds nothing of its
     product, 403 when it does but the release is not covered."""
+    # The download is audited: decide and write in one write transaction (SQLite: BEGIN
+    # IMMEDIATE; a read snapshot could not be upgraded once another request has written).
+    db.session.commit()
+    begin_write()
     release_file = db.session.scalar(
         select(ReleaseFile).where(ReleaseFile.id == file_id)
         .options(joinedload(ReleaseFile.release).joinedload(Release.product)))
