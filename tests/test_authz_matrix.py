@@ -663,21 +663,25 @@ def _catalog_file(w: World, relation: str) -> dict[str, Any]:
             attach_partner(system, [entitlement], w.initech, relation="services", permissions=["view"])
         db.session.commit()
     version = "2.0" if relation == "own_not_entitled" else "1.0"
-    file_id = db.session.scalar(select(ReleaseFile.id).join(Release).where(Release.product_id == product.id,
-                                                                          Release.version == version))
+    release = db.session.scalar(select(Release).where(Release.product_id == product.id, Release.version == version))
+    file_id = db.session.scalar(select(ReleaseFile.id).where(ReleaseFile.release_id == release.id))
+    if file_id is None:  # a probe deleted it (forged ids): upload it again
+        file_id = catalog.add_release_file(system_actor(w.acme), release, f"again-{next(_SEQ)}.zip",
+                                           io.BytesIO(f"{sku} {version} {next(_SEQ)}".encode())).id
+        db.session.commit()
     return {"file_id": file_id}
 
 
 def _catalog_product(w: World, role: str) -> dict[str, Any]:
-    product = db.session.scalar(select(Product).where(Product.sku == "STUDIO"))
-    return {"product_id": product.id}
+    """The world's Acme Studio (the first product: a probe may have renamed it)."""
+    return {"product_id": db.session.scalar(select(Product.id).order_by(Product.id))}
 
 
 def _studio_release(w: World) -> int:
     from portal.models import Release
     from portal.services import catalog
 
-    product = db.session.scalar(select(Product).where(Product.sku == "STUDIO"))
+    product = db.session.get(Product, _catalog_product(w, "")["product_id"])
     release_id = db.session.scalar(select(Release.id).where(Release.product_id == product.id))
     if release_id is None:
         release_id = catalog.add_release(system_actor(w.acme), product, version="5.0",

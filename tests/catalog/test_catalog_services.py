@@ -182,3 +182,16 @@ def test_only_producer_staff_manage_the_catalog(make, release, files_dir):
         with pytest.raises(NotAllowed):
             catalog.add_release_file(actor, release, "x.txt", io.BytesIO(b"x"))
     assert _stored(files_dir) == []
+
+
+def test_edit_product_and_release_are_audited_with_their_changes(staff, release):
+    catalog.edit_product(staff, release.product, name="Acme Studio Pro", sku="ACME-STUDIO", description=None)
+    catalog.edit_release(staff, release, version="5.1.2", released_on=date(2026, 10, 13), kind="hotfix",
+                         notes="Fixed.")
+    db.session.commit()
+    events = {e.action: e.details for e in db.session.scalars(select(AuditEvent))}
+    assert events["product.update"]["changes"]["name"] == ["Acme Studio", "Acme Studio Pro"]
+    assert events["release.update"]["changes"]["version"] == ["5.1.1", "5.1.2"]
+    other = catalog.add_release(staff, release.product, version="6.0", released_on=date(2027, 1, 1))
+    with pytest.raises(Conflict):
+        catalog.edit_release(staff, other, version="5.1.2", released_on=date(2027, 1, 1), kind="release")
