@@ -542,9 +542,10 @@ def entitling_entitlement(actor: Actor, product_id: int, released_on, today) -> 
         (line.license_model == "perpetual") & or_(line.maintenance_end.is_(None), line.maintenance_end >= released_on),
         (line.license_model.in_(("subscription", "usage"))) & started & not_over,
     )
-    granting = select(line.entitlement_id).where(line.product_id == product_id, grants)
+    # Correlated: the actor's scope drives (few rows), each probed through the line's index.
+    granting = select(line.id).where(line.entitlement_id == Entitlement.id, line.product_id == product_id, grants)
     return db.session.scalar(
-        select(Entitlement).where(download_entitlement_scope(actor), Entitlement.id.in_(granting))
+        select(Entitlement).where(download_entitlement_scope(actor), granting.exists())
         .order_by(Entitlement.id).limit(1)
     )
 
