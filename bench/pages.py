@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from flask import Flask, url_for
@@ -33,6 +34,7 @@ from portal.models import (
     PortalRequest,
     Product,
     Release,
+    ReleaseFile,
     User,
 )
 from portal.models.orgs import PARTNER_KINDS
@@ -147,6 +149,20 @@ def _release(actor):
         if product is not None else None
 
 
+def _release_file(actor):
+    """A release file the actor may open: any for producer staff, an entitled one for the rest."""
+    if actor.is_producer:
+        return _scalar(select(ReleaseFile.id).order_by(ReleaseFile.id))
+    today = date.today()
+    rights = policy.download_rights(actor, today)
+    rows = db.session.execute(
+        select(ReleaseFile.id, Release.product_id, Release.released_on).join(Release)
+        .where(Release.product_id.in_(list(rights))).order_by(Release.released_on.desc(), ReleaseFile.id)
+        .limit(200)).all() if rights else []
+    return next((file_id for file_id, product_id, released_on in rows
+                 if rights[product_id].decide(released_on)[0]), None)
+
+
 def _attr(getter: Callable, name: str) -> Callable:
     return lambda actor: getattr(getter(actor), name, None)
 
@@ -174,6 +190,7 @@ RESOLVERS: dict[str, Callable[[policy.Actor], Any]] = {
     "sku": _attr(_product, "sku"),
     "release_id": _attr(_release, "id"),
     "version": _attr(_release, "version"),
+    "file_id": _release_file,
 }
 
 

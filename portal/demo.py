@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from datetime import date, timedelta
 
 from sqlalchemy import select
@@ -11,6 +13,7 @@ from portal.models import Activation, Organization, Product, Release, User, utcn
 from portal.policy import Actor, system_actor
 from portal.services.accounts import create_user
 from portal.services.activations import activate, record_usage
+from portal.services.catalog import add_release_file
 from portal.services.entitlements import LineSpec, attach_partner, create_entitlement
 from portal.services.orgs import add_channel_relationship, add_member, bootstrap_producer, create_organization
 from portal.services.requests import (
@@ -51,6 +54,23 @@ def demo_logins(orgs: dict[str, Organization]) -> list[tuple[str, str]]:
     logins = [(email, f"{role} of {orgs[key].name} ({org_kind_in_words(orgs[key].kind)})")
               for email, _, key, role in DEMO_USERS]
     return logins + [(email, what) for email, _, what in DEMO_NEWCOMERS]
+
+
+def demo_release_files(release: Release) -> list[tuple[str, bytes]]:
+    """Each demo release's files, made the same way at every load: release notes as text and
+    a small zip (fixed timestamps, so its SHA-256 never changes)."""
+    slug = f"{release.product.sku.lower()}-{release.version}"
+    notes = (f"{release.product.name} {release.version} ({release.kind.replace('_', ' ')}), "
+             f"released {release.released_on.isoformat()}.\n\n{release.notes or ''}\n").encode()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for member, text in [("README.txt", notes),
+                             ("install.sh", f"#!/bin/sh\necho 'Installing {slug} (demo)'\n".encode())]:
+            info = zipfile.ZipInfo(f"{slug}/{member}", date_time=(2026, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, text)
+    return [(f"{slug}.zip", archive.getvalue()), (f"{slug}-release-notes.txt", notes)]
 
 
 def load_demo(today: date | None = None) -> dict[str, object]:
@@ -104,7 +124,7 @@ def load_demo(today: date | None = None) -> dict[str, object]:
     sync = Product(name="Acme Cloud Sync", sku="ACME-SYNC", description="File synchronization, by subscription.")
     credits = Product(name="Acme Render Credits", sku="ACME-RENDER", description="Cloud rendering, pay per use.")
     db.session.add_all([studio, sync, credits])
-    db.session.add_all([
+    releases = [
         Release(product=studio, version="5.0", released_on=date(2026, 3, 2), kind="release",
                 notes="First release of the **5.x** line."),
         Release(product=studio, version="5.1", released_on=date(2026, 7, 6), kind="service_pack",
@@ -112,8 +132,12 @@ def load_demo(today: date | None = None) -> dict[str, object]:
         Release(product=studio, version="5.1.1", released_on=date(2026, 10, 12), kind="security_patch",
                 notes="Fixes a file-parsing vulnerability. **Install now.**"),
         Release(product=sync, version="2026.10", released_on=date(2026, 10, 1), kind="release", notes="October build."),
-    ])
+    ]
+    db.session.add_all(releases)
     db.session.flush()
+    for release in releases:  # small files, so that downloads work after `make demo`
+        for name, data in demo_release_files(release):
+            add_release_file(system, release, name, io.BytesIO(data))
 
     def perpetual(seats: int) -> LineSpec:
         return LineSpec(studio, "perpetual", seats, start_date=today - timedelta(days=200),

@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from flask import abort
-from sqlalchemy import Select, false, func, or_, select, true, union_all
+from sqlalchemy import Select, case, false, func, or_, select, true, union_all
 from sqlalchemy.orm import aliased
 
 from portal.extensions import db
@@ -34,6 +34,9 @@ from portal.models import (
     NotificationMessage,
     Organization,
     PortalRequest,
+    Product,
+    Release,
+    ReleaseFile,
     User,
 )
 from portal.models.entitlements import PartnerCustomer
@@ -441,6 +444,112 @@ def visible_requests(actor: Actor) -> Select:
     return select(PortalRequest).where(or_(own, PortalRequest.id.in_(decidable)))
 
 
+# --- software downloads: which releases an actor is entitled to --------------------------------
+
+
+def download_entitlement_scope(actor: Actor):
+    """WHERE clause on Entitlement: active entitlements whose software the actor may download.
+
+    A customer's users: those of its subtree. A partner: those its own live attachment lets it
+    view and download, and its stock (the holder may download what it is about to assign); only
+    the chosen customer's while it works for one. Producer staff use the catalog instead.
+    """
+    active = Entitlement.status == "active"
+    if actor.is_customer:
+        return active & Entitlement.owner_id.in_(subtree_org_ids(actor.org))
+    if actor.is_partner:
+        attached = select(Attachment.entitlement_id).where(
+            Attachment.partner_id == actor.org.id, Attachment.active.is_(True), Attachment.can_view.is_(True),
+            Attachment.can_download.is_(True))
+        if actor.customer_id is not None:
+            return active & (Entitlement.owner_id == actor.customer_id) & Entitlement.id.in_(attached)
+        return active & or_(Entitlement.id.in_(attached), Entitlement.owner_id == actor.org.id)
+    return false()
+
+
+@dataclass(frozen=True)
+class ProductRights:
+    """What an actor's entitlements grant for one product, aggregated over every line in scope."""
+
+    product_id: int
+    perpetual: bool = False
+    maintenance_end: Any = None  # the latest maintenance end of perpetual lines (None: no limit)
+    perpetual_unlimited: bool = False  # a perpetual line without a maintenance end
+    subscription_active: bool = False
+    subscription_ended: Any = None  # the latest end of subscriptions over by today
+    subscription_starts: Any = None  # the earliest start of subscriptions not begun yet
+    usage_active: bool = False
+
+    def decide(self, released_on) -> tuple[bool, str]:
+        """(entitled, reason) for a release of this product dated ``released_on``."""
+        if self.usage_active:
+            return True, "Included in your pay-per-use entitlement."
+        if self.subscription_active:
+            return True, "Included in your active subscription."
+        if self.perpetual and (self.perpetual_unlimited or released_on <= self.maintenance_end):
+            return True, "Included in your maintenance."
+        reasons = []
+        if self.perpetual:
+            reasons.append(f"Released after your maintenance ended on {self.maintenance_end.isoformat()}.")
+        if self.subscription_ended is not None:
+            reasons.append(f"Your subscription ended on {self.subscription_ended.isoformat()}.")
+        if self.subscription_starts is not None:
+            reasons.append(f"Your subscription starts on {self.subscription_starts.isoformat()}.")
+        return False, " ".join(reasons) or "No active line of yours covers this release."
+
+
+def download_rights(actor: Actor, today) -> dict[int, ProductRights]:
+    """Per product the actor holds lines of (in ``download_entitlement_scope``), what they grant
+    on ``today``: one aggregate query whose size follows the products, not the entitlements."""
+    line = EntitlementLine
+    started = or_(line.start_date.is_(None), line.start_date <= today)
+    not_over = or_(line.end_date.is_(None), line.end_date >= today)
+    perpetual = line.license_model == "perpetual"
+    subscription = line.license_model == "subscription"
+    usage = line.license_model == "usage"
+
+    def flag(condition):
+        return func.max(case((condition, 1), else_=0))
+
+    rows = db.session.execute(
+        select(
+            line.product_id,
+            flag(perpetual),
+            func.max(case((perpetual, line.maintenance_end))),
+            flag(perpetual & line.maintenance_end.is_(None)),
+            flag(subscription & started & not_over),
+            func.max(case((subscription & (line.end_date < today), line.end_date))),
+            func.min(case((subscription & (line.start_date > today), line.start_date))),
+            flag(usage & started & not_over),
+        )
+        .join(Entitlement, Entitlement.id == line.entitlement_id)
+        .where(download_entitlement_scope(actor))
+        .group_by(line.product_id)
+    ).all()
+    return {
+        row[0]: ProductRights(row[0], bool(row[1]), row[2], bool(row[3]), bool(row[4]), row[5], row[6], bool(row[7]))
+        for row in rows
+    }
+
+
+def entitling_entitlement(actor: Actor, product_id: int, released_on, today) -> Entitlement | None:
+    """One entitlement in the actor's download scope that entitles it to a release of
+    ``product_id`` dated ``released_on`` (the one a download is audited against), or None."""
+    line = EntitlementLine
+    started = or_(line.start_date.is_(None), line.start_date <= today)
+    not_over = or_(line.end_date.is_(None), line.end_date >= today)
+    grants = or_(
+        (line.license_model == "perpetual") & or_(line.maintenance_end.is_(None), line.maintenance_end >= released_on),
+        (line.license_model.in_(("subscription", "usage"))) & started & not_over,
+    )
+    # Correlated: the actor's scope drives (few rows), each probed through the line's index.
+    granting = select(line.id).where(line.entitlement_id == Entitlement.id, line.product_id == product_id, grants)
+    return db.session.scalar(
+        select(Entitlement).where(download_entitlement_scope(actor), granting.exists())
+        .order_by(Entitlement.id).limit(1)
+    )
+
+
 # --- single-object checks -----------------------------------------------------------------
 
 
@@ -714,6 +823,28 @@ def load_request(actor: Actor, request_id: int) -> PortalRequest:
     return req
 
 
+def catalog_products(actor: Actor) -> Select:
+    """Products whose catalog entry (releases, every file) the actor manages: producer staff all,
+    nobody else any (customers and partners see releases through ``download_rights``)."""
+    if not can(actor, Action.MANAGE_CATALOG):
+        return select(Product).where(false())
+    return select(Product)
+
+
+def load_product(actor: Actor, product_id: int) -> Product:
+    return _one_or_404(catalog_products(actor).where(Product.id == product_id))
+
+
+def load_release(actor: Actor, release_id: int) -> Release:
+    return _one_or_404(select(Release).where(Release.id == release_id, Release.product_id.in_(
+        catalog_products(actor).with_only_columns(Product.id))))
+
+
+def load_release_file(actor: Actor, file_id: int) -> ReleaseFile:
+    return _one_or_404(select(ReleaseFile).join(Release, Release.id == ReleaseFile.release_id).where(
+        ReleaseFile.id == file_id, Release.product_id.in_(catalog_products(actor).with_only_columns(Product.id))))
+
+
 # --- a customer's own hierarchy: its organizations, their users, their inbox ----------------
 
 
@@ -800,9 +931,13 @@ __all__ = [
     "attachments_on_visible_entitlements",
     "attachable_partners",
     "can",
+    "catalog_products",
     "customer_by_exact_name",
     "customers_served_by",
     "decidable_requests",
+    "download_entitlement_scope",
+    "download_rights",
+    "entitling_entitlement",
     "entitlement_scope",
     "hierarchy_path",
     "join_requests_to_tree",
@@ -814,6 +949,9 @@ __all__ = [
     "load_membership",
     "load_message",
     "load_organization",
+    "load_product",
+    "load_release",
+    "load_release_file",
     "load_request",
     "load_tree_organization",
     "own_attachment",

@@ -26,6 +26,7 @@ from werkzeug.routing import IntegerConverter
 from portal import policy
 from portal.auth_session import current_actor, memberships_of
 from portal.forms import INTEGER_MAX, has_control_characters
+from portal.markdown import render_markdown
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -155,6 +156,7 @@ class CacheSafeSessionInterface(SecureCookieSessionInterface):
 
 def init_app(app: Flask) -> None:
     app.session_interface = CacheSafeSessionInterface()
+    app.add_template_filter(render_markdown, "markdown")  # sanitized Markdown (portal/markdown.py)
 
     @app.context_processor
     def _globals():

@@ -629,6 +629,126 @@ def _last_request() -> int:
 
 MATRIX.extend(CUSTOMER_TREE_ROWS)
 
+# --- the catalog and software downloads (issue 10 item 5, issue 8 item 7, issue 9 item 4) ----------
+# Producer staff and admins manage products, releases and files; everyone else gets 404.
+# Downloads: each relation has a product of its own with a release file. "own": Contoso Germany's
+# perpetual entitlement (so the subsidiary member holds it too), sold Northwind -> BlueSky (the
+# seller may download, the distributor only view) with Initech attached view-only; its release
+# 2.0 came after maintenance ended ("own_not_entitled": visible, not covered: 403).
+# "another_partner": Fabrikam's, sold by RedRock; "another_customer": Tailspin's, direct: 404.
+_CATALOG_OWNERS = {"own": "contoso_de", "own_not_entitled": "contoso_de", "another_partner": "fabrikam",
+                   "another_customer": "tailspin"}
+
+
+def _catalog_file(w: World, relation: str) -> dict[str, Any]:
+    """The release file a download row names (made once per world: the probe asks again and again)."""
+    import io
+
+    from portal.models import Release, ReleaseFile
+    from portal.services import catalog
+
+    key = _CATALOG_OWNERS[relation]
+    sku = f"SOFT-{key.upper()}"
+    product = db.session.scalar(select(Product).where(Product.sku == sku))
+    if product is None:
+        system = system_actor(w.acme)
+        product = catalog.create_product(system, name=f"Software of {key}", sku=sku)
+        for version, released in [("1.0", date(2025, 6, 1)), ("2.0", date(2026, 6, 1))]:
+            release = catalog.add_release(system, product, version=version, released_on=released)
+            catalog.add_release_file(system, release, f"{sku}-{version}.zip", io.BytesIO(f"{sku} {version}".encode()))
+        chain = {"contoso_de": [w.northwind, w.bluesky], "fabrikam": [w.redrock], "tailspin": []}[key]
+        entitlement = create_entitlement(system, owner=w.orgs[key], sales_chain=chain, lines=[
+            LineSpec(product, "perpetual", 5, maintenance_end=date(2026, 1, 1))])
+        if key == "contoso_de":
+            attach_partner(system, [entitlement], w.initech, relation="services", permissions=["view"])
+        db.session.commit()
+    version = "2.0" if relation == "own_not_entitled" else "1.0"
+    release = db.session.scalar(select(Release).where(Release.product_id == product.id, Release.version == version))
+    file_id = db.session.scalar(select(ReleaseFile.id).where(ReleaseFile.release_id == release.id))
+    if file_id is None:  # a probe deleted it (forged ids): upload it again
+        file_id = catalog.add_release_file(system_actor(w.acme), release, f"again-{next(_SEQ)}.zip",
+                                           io.BytesIO(f"{sku} {version} {next(_SEQ)}".encode())).id
+        db.session.commit()
+    return {"file_id": file_id}
+
+
+def _catalog_product(w: World, role: str) -> dict[str, Any]:
+    """The world's Acme Studio (the first product: a probe may have renamed it)."""
+    return {"product_id": db.session.scalar(select(Product.id).order_by(Product.id))}
+
+
+def _studio_release(w: World) -> int:
+    from portal.models import Release
+    from portal.services import catalog
+
+    product = db.session.get(Product, _catalog_product(w, "")["product_id"])
+    release_id = db.session.scalar(select(Release.id).where(Release.product_id == product.id))
+    if release_id is None:
+        release_id = catalog.add_release(system_actor(w.acme), product, version="5.0",
+                                         released_on=date(2026, 3, 2)).id
+        db.session.commit()
+    return release_id
+
+
+def _studio_file(w: World, role: str) -> dict[str, Any]:
+    """A file to delete, made anew for each cell (a delete removes it)."""
+    import io
+
+    from portal.models import Release
+    from portal.services import catalog
+
+    release = db.session.get(Release, _studio_release(w))
+    made = catalog.add_release_file(system_actor(w.acme), release, f"delete-me-{next(_SEQ)}.txt",
+                                    io.BytesIO(f"delete me {next(_SEQ)}".encode()))
+    db.session.commit()
+    return {"file_id": made.id}
+
+
+def _upload_form(w: World, role: str) -> dict[str, Any]:
+    import io
+
+    class Rewound(io.BytesIO):
+        """A file the test client may send twice (a 404 cell sends the same form to a missing page)."""
+
+        def close(self):
+            self.seek(0)
+
+    release_id = _studio_release(w)
+    n = next(_SEQ)
+    return {f"upload-{release_id}-file": (Rewound(f"matrix upload {n}".encode()), f"matrix-{n}.zip")}
+
+
+def _download(relation: str) -> Expect:
+    """What the customer's users and the seller get for a file of that relation (the rest: 404)."""
+    return {"own": OK, "own_not_entitled": FORBIDDEN}.get(relation, NOT_FOUND)
+
+
+PRODUCER_CATALOG = area_route("producer", OK)
+CATALOG_ROWS: list[Row] = [
+    Row("producer.products", "GET", PRODUCER_CATALOG, values={"q": "stu", "sort": "-sku"}),
+    Row("producer.create_product", "POST", area_route("producer", CHANGED),
+        form=lambda w, role: {"product-name": "Matrix Product", "product-sku": f"MATRIX-{next(_SEQ)}"}),
+    Row("producer.product", "GET", PRODUCER_CATALOG, relation="own", values=_catalog_product),
+    Row("producer.edit_product", "POST", area_route("producer", CHANGED), relation="own", values=_catalog_product,
+        form=lambda w, role: {"product-name": "Acme Studio", "product-sku": "STUDIO"}),
+    Row("producer.add_release", "POST", area_route("producer", CHANGED), relation="own", values=_catalog_product,
+        form=lambda w, role: {"release-version": f"9.{next(_SEQ)}", "release-released_on": "2026-11-02",
+                              "release-kind": "hotfix"}),
+    Row("producer.upload_file", "POST", area_route("producer", CHANGED), relation="own",
+        values=lambda w, role: {"release_id": _studio_release(w)}, form=_upload_form),
+    Row("producer.delete_file", "POST", area_route("producer", CHANGED), relation="own", values=_studio_file),
+    Row("customer.downloads", "GET", area_route("customer", OK), extra={SUBSIDIARY: OK}),
+    Row("partner.downloads", "GET", area_route("partner", OK)),
+]
+for _relation in _CATALOG_OWNERS:
+    CATALOG_ROWS += [
+        Row("customer.download_file", "GET", area_route("customer", _download(_relation)), relation=_relation,
+            values=lambda w, role, _r=_relation: _catalog_file(w, _r), extra={SUBSIDIARY: _download(_relation)}),
+        Row("partner.download_file", "GET", area_route("partner", NOT_FOUND) | {"reseller_admin": _download(_relation)},
+            relation=_relation, values=lambda w, role, _r=_relation: _catalog_file(w, _r)),
+    ]
+MATRIX.extend(CATALOG_ROWS)
+
 # Endpoints anonymous may open (everything else is protected by default), with the reason.
 PUBLIC: dict[str, str] = {
     "static": "stylesheets and scripts of the login page",

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,29 @@ def test_make_demo_serves_on_the_port_asked_for_and_its_links_work(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=10)
+
+
+def test_every_demo_release_ships_files_whose_sha256_matches_the_bytes_on_disk(demo):
+    import hashlib
+
+    from portal.models import Release
+    from portal.services.catalog import file_path
+
+    releases = db.session.scalars(select(Release).order_by(Release.id)).all()
+    assert [r.version for r in releases] == ["5.0", "5.1", "5.1.1", "2026.10"]
+    for release in releases:
+        assert release.files, release.version
+        for release_file in release.files:
+            data = file_path(release_file).read_bytes()
+            assert len(data) == release_file.size
+            assert hashlib.sha256(data).hexdigest() == release_file.sha256
+
+
+def test_demo_release_files_are_the_same_at_every_load():
+    from types import SimpleNamespace
+
+    from portal.demo import demo_release_files
+
+    release = SimpleNamespace(product=SimpleNamespace(sku="ACME-STUDIO", name="Acme Studio"), version="5.1",
+                              kind="service_pack", released_on=date(2026, 7, 6), notes="SP1")
+    assert demo_release_files(release) == demo_release_files(release)

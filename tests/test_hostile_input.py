@@ -177,7 +177,9 @@ class Prober:
             for role in _roles_for(target):
                 with self.app.test_request_context():
                     path = target.path(self.world, role)
-                with self.client(role).get(path) as response:
+                client = self.client(role)
+                db.session.rollback()  # no stale snapshot: a GET may write (downloads are audited)
+                with client.get(path) as response:
                     if response.mimetype != "text/html":
                         continue
                     parser = _Forms(path)

@@ -10,6 +10,7 @@ require_area(bp, "customer")
 from portal.blueprints.customer import (  # noqa: E402,F401
     activations,
     audit,
+    downloads,
     entitlements,
     home,
     inbox,

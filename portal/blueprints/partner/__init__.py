@@ -20,4 +20,4 @@ def _working_for():
     return {"working_for": working_for}
 
 
-from portal.blueprints.partner import routes  # noqa: E402,F401
+from portal.blueprints.partner import downloads, routes  # noqa: E402,F401
