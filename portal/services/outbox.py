@@ -110,6 +110,9 @@ class _Outgoing:
                    email.body_html, dict(email.headers or {}), email.created_at, email.next_attempt_at)
 
 
+JOB_SLICE_SECONDS = 5.0  # fan-out work per worker pass before mail is sent again
+
+
 def retry_delay(attempts: int, base_seconds: float, max_seconds: float) -> timedelta:
     """Wait before the next attempt after ``attempts`` failed ones: doubling from the base, capped."""
     exponent = min(max(attempts - 1, 0), 30)  # 2**30 * any sane base is far beyond the cap
@@ -434,6 +437,9 @@ def run_worker(once: bool = False, interval: float = 2.0,
         while not stop.is_set():
             wait = interval
             try:
+                jobs = _notification_work(stop, once)
+                if jobs:
+                    echo(f"notifications: {jobs}")
                 total, server_error = _drain(limit, stop)
             except SQLAlchemyError as error:
                 if once:
@@ -458,6 +464,18 @@ def run_worker(once: bool = False, interval: float = 2.0,
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _notification_work(stop: threading.Event, once: bool) -> str | None:
+    """Expand notification jobs a batch at a time (all of them with ``once``, else for a few
+    seconds so that mail keeps flowing) and queue the reminders that are due."""
+    from portal.services import notifications
+
+    batches = notifications.run_jobs(stop=stop, max_seconds=None if once else JOB_SLICE_SECONDS)
+    reminded = notifications.send_reminders()
+    if not batches and not reminded:
+        return None
+    return f"{batches} batch(es) of fan-out done, {reminded} reminder(s) queued"
 
 
 def _drain(limit: int, stop: threading.Event) -> tuple[dict[str, int], str | None]:
