@@ -52,7 +52,7 @@ from portal.models.notifications import MANDATORY_KINDS, NOTIFICATION_KINDS, OPT
 from portal.policy import Action, Actor, can, system_actor
 from portal.services.audit import record
 from portal.services.errors import Conflict, NotAllowed, ServiceError
-from portal.services.mail import new_message_id
+from portal.services.mail import has_pending_writes, new_message_id
 
 KIND_LABELS = {
     "service_pack": "Service pack",
@@ -266,9 +266,10 @@ class Preview:
     customer: Organization | None
 
 
-def preview(notification: Notification, *, customer: Organization | None = None) -> Preview:
+def preview(notification: Notification, *, customer: Organization | None = None,
+            first_if_none: bool = True) -> Preview:
     """How many organizations and mailboxes a send reaches, and the exact message one customer
-    organization would get (the first affected one unless ``customer`` is given)."""
+    organization would get (``customer``, else the first affected one if ``first_if_none``)."""
     owner_ids = affected_owner_ids(notification)
     opted_out = _email_opted_out(owner_ids, notification.kind)
     emails = 0
@@ -277,7 +278,7 @@ def preview(notification: Notification, *, customer: Organization | None = None)
         for row in db.session.execute(select(Organization.notification_emails, Organization.email)
                                       .where(Organization.id.in_(chunk))):
             emails += len(contact_addresses(row))
-    if customer is None and owner_ids:
+    if customer is None and owner_ids and first_if_none:
         customer = db.session.get(Organization, owner_ids[0])
     message = None
     if customer is not None:
@@ -344,6 +345,16 @@ def send(actor: Actor, notification: Notification) -> Notification:
     return notification
 
 
+def _begin_job_transaction() -> None:
+    """A fresh write transaction for one batch: never a leftover read's stale snapshot."""
+    session = db.session()
+    if has_pending_writes(session):
+        raise RuntimeError("notification jobs run their own transactions: commit or roll back first")
+    if session.in_transaction():
+        session.commit()
+    begin_write()
+
+
 def _claim_job() -> Notification | None:
     """The oldest notification with work left, locked for this worker (others skip it)."""
     query = (select(Notification).where(Notification.state.in_(("checking", "queuing")))
@@ -357,8 +368,10 @@ def advance(batch_size: int = DEFAULT_BATCH) -> str | None:
     """Do one batch of the oldest notification job in one transaction, and commit.
 
     Returns what happened ("checked", "queued", "sent", "stopped") or None with nothing to do.
+    Call it outside any unit of work (the worker does): it raises ``RuntimeError`` rather than
+    commit someone's pending changes.
     """
-    begin_write()
+    _begin_job_transaction()
     notification = _claim_job()
     if notification is None:
         db.session.rollback()
@@ -520,12 +533,13 @@ def send_reminders(now: datetime | None = None, batch_size: int = DEFAULT_BATCH)
     now = now or utcnow()
     queued_at = utcnow()  # the mail is due at once, whatever clock decides what is overdue
     recalled = 0
+    _begin_job_transaction()
     due = list(db.session.scalars(select(Notification.id).where(
         Notification.state == "sent", Notification.kind.in_(MANDATORY_KINDS),
         Notification.remind_after_days.is_not(None))))
-    db.session.rollback()
+    db.session.commit()
     for notification_id in due:
-        begin_write()
+        _begin_job_transaction()
         notification = db.session.get(Notification, notification_id)
         cutoff = now - timedelta(days=notification.remind_after_days)
         messages = list(db.session.scalars(

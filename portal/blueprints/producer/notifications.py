@@ -160,7 +160,7 @@ def notification(notification_id: int):
                 Organization.kind == "customer", func.lower(Organization.name) == name.lower()).limit(1))
             if customer is None:
                 preview_error = "No customer organization has exactly that name."
-        shown = notices.preview(notification, customer=customer)
+        shown = notices.preview(notification, customer=customer, first_if_none=not name)
         return render("producer/notification.html", preview=shown, preview_name=name, preview_error=preview_error,
                       form=SendForm(), **context)
     return render("producer/notification.html", fragment="producer/_notification_recipients.html",
