@@ -226,7 +226,8 @@ def _fanout_table(fanouts) -> str:
     lines = ["", "## Notification fan-out", "",
              "A security patch to every customer owning the most common product, run as the worker runs it; "
              "then delivered by two `flask portal worker --once` processes to a local SMTP server.", "",
-             "| database | data set | organizations | messages | mails | queued in | delivered | twice | delivered in |",
+             "| database | data set | organizations | messages | mails | queued in | delivered | twice "
+             "| delivered in |",
              "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
     for f in fanouts:
         lines.append(f"| {f.kind} | {f.size} | {f.organizations:,} | {f.messages:,} | {f.emails:,} | "

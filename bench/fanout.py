@@ -144,7 +144,8 @@ def run(kind: str, size: datasets.Size, *, log=print) -> FanoutResult:
 
         with app.app_context():  # leave the data set as seeded
             db.session.execute(delete(OutboxEmail).where(OutboxEmail.notification_id == notification_id))
-            db.session.execute(delete(NotificationMessage).where(NotificationMessage.notification_id == notification_id))
+            db.session.execute(delete(NotificationMessage)
+                               .where(NotificationMessage.notification_id == notification_id))
             db.session.execute(delete(Notification).where(Notification.id == notification_id))
             db.session.commit()
             db.session.remove()

@@ -13,5 +13,7 @@ _TAGS = {"p", "br", "strong", "em", "code", "pre", "blockquote", "ul", "ol", "li
 
 def render_markdown(text: str | None) -> Markup:
     html = _md.render(text or "")
-    return Markup(nh3.clean(html, tags=_TAGS, attributes={"a": {"href", "title"}},
-                            url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer"))
+    # Safe: nh3 has removed every tag, attribute and URL scheme outside the allowlists.
+    return Markup(nh3.clean(  # noqa: S704
+        html, tags=_TAGS, attributes={"a": {"href", "title"}}, url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer"))

@@ -661,10 +661,12 @@ NOTIFICATION_ROWS: list[Row] = [
     Row("customer.inbox_acknowledge", "POST", area_route("customer", NOT_FOUND), relation="another_partner",
         values=lambda w, role: _message_to(w, "fabrikam"), extra={SUBSIDIARY: NOT_FOUND}),
     Row("customer.inbox_settings", "GET", area_route("customer", OK), extra={SUBSIDIARY: OK}),
-    Row("customer.inbox_settings", "POST", customer_roles(CHANGED, FORBIDDEN), form=lambda w, role: {"email": "general"},
+    Row("customer.inbox_settings", "POST", customer_roles(CHANGED, FORBIDDEN),
+        form=lambda w, role: {"email": "general"},
         extra={SUBSIDIARY: FORBIDDEN}),
     Row("partner.notice_settings", "GET", area_route("partner", OK)),
-    Row("partner.notice_settings", "POST", area_route("partner", CHANGED), form=lambda w, role: {"copy": "security_patch"}),
+    Row("partner.notice_settings", "POST", area_route("partner", CHANGED),
+        form=lambda w, role: {"copy": "security_patch"}),
 ]
 MATRIX.extend(NOTIFICATION_ROWS)
 

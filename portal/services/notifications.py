@@ -30,7 +30,6 @@ from datetime import datetime, timedelta
 from flask import current_app, g
 from sqlalchemy import and_, exists, func, insert, select
 
-from portal import policy
 from portal.database import begin_write
 from portal.extensions import db
 from portal.forms import has_control_characters
@@ -560,7 +559,8 @@ def send_reminders(now: datetime | None = None, batch_size: int = DEFAULT_BATCH)
         for message in messages:
             org = orgs[message.org_id]
             text, html = render_mail(notification, org.name, message.content, reminder=True, message_id=message.id)
-            rows += [_outbox_row(notification, address, subject, text, html, "notification.reminder", message.id, queued_at)
+            rows += [_outbox_row(notification, address, subject, text, html, "notification.reminder", message.id,
+                                 queued_at)
                      for address in contact_addresses(org)]
             if notification.remind_partners:
                 # Each partner is reminded of the entitlements it is named on, and of nothing else.
@@ -573,7 +573,8 @@ def send_reminders(now: datetime | None = None, batch_size: int = DEFAULT_BATCH)
                     if partner is None:
                         continue
                     text, html = render_mail(notification, partner.name, items, reminder=True, partner=True)
-                    rows += [_outbox_row(notification, address, subject, text, html, "notification.reminder", None, queued_at)
+                    rows += [_outbox_row(notification, address, subject, text, html, "notification.reminder",
+                                         None, queued_at)
                              for address in contact_addresses(partner)]
             message.reminded_at = now
         if rows:

@@ -95,7 +95,8 @@ def test_a_customer_admin_reads_and_acknowledges_a_member_waits(browse, demo):
     page.get_by_role("button", name=f"Acknowledge “{TITLE}” for Fabrikam Inc").click()
     expect(page.locator("#acknowledged")).to_contain_text("Acknowledged by")
     db.session.rollback()
-    message = db.session.scalar(select(NotificationMessage).where(NotificationMessage.org_id == demo["Fabrikam Inc"].id))
+    message = db.session.scalar(
+        select(NotificationMessage).where(NotificationMessage.org_id == demo["Fabrikam Inc"].id))
     assert message.acknowledged_at is not None
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from flask import abort, current_app, redirect, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
-from wtforms.fields.choices import SelectChoice
 from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from portal import policy
@@ -190,7 +190,8 @@ def _recipients(notification: Notification) -> dict:
     pagination = db.paginate(query, page=state.page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
     message_ids = {email.notification_message_id for email in pagination.items} - {None}
     names = dict(db.session.execute(
-        select(NotificationMessage.id, Organization.name).join(Organization, Organization.id == NotificationMessage.org_id)
+        select(NotificationMessage.id, Organization.name)
+        .join(Organization, Organization.id == NotificationMessage.org_id)
         .where(NotificationMessage.id.in_(message_ids))).all()) if message_ids else {}
     org_names = {email.id: names.get(email.notification_message_id) for email in pagination.items}
     table = Table(id="recipients", pagination=pagination, state=state, noun="mail", nouns="mails",
