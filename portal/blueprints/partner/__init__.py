@@ -20,5 +20,7 @@ def _working_for():
     return {"working_for": working_for}
 
 
-from portal.blueprints.partner import routes  # noqa: E402,F401
-from portal.blueprints.partner import notices  # noqa: E402,F401
+from portal.blueprints.partner import (  # noqa: E402,F401
+    notices,
+    routes,
+)
