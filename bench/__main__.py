@@ -34,6 +34,8 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wrk-runs", type=int, default=3,
                         help="wrk runs per page, alternating with as many on the floor; the best of each counts")
     parser.add_argument("--no-race", action="store_true", help="skip the activation race")
+    parser.add_argument("--no-fanout", action="store_true",
+                        help="skip the notification fan-out (a security patch to every customer of the largest size)")
     parser.add_argument("--pages", default="", help="only pages whose route contains this text")
     parser.add_argument("--out", default=str(datasets.ROOT / "bench" / "results"), help="where the report goes")
     parser.add_argument("--name", default=None, help="report file name (default: today's date)")
@@ -184,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
                  f"{outcome.per_second:.0f}/s, {outcome.activated} activated of {outcome.seats} seats, "
                  f"{outcome.refused} refused, {outcome.errors} errors, {outcome.oversubscribed_lines} oversubscribed")
             races.append(outcome)
+    fanouts = []
+    if not options.no_fanout and "postgresql" in databases and sizes:
+        from bench import fanout
+
+        _say(f"\n== notification fan-out on postgresql, {sizes[-1].label} entitlements")
+        fanouts.append(fanout.run("postgresql", sizes[-1], log=_say))
     context = {
         "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
         "commit": _git("rev-parse", "--short", "HEAD"),
@@ -197,8 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     name = options.name or datetime.now().strftime("%Y-%m-%d")
     markdown, misses = report.write(out, name, runs, races, context)
+    if fanouts:
+        with Path(markdown).open("a") as file:
+            file.write(_fanout_table(fanouts))
+        misses = [*misses, *(miss for f in fanouts for miss in f.misses)]
     (out / f"{name}.json").write_text(json.dumps(
-        {"context": context, "runs": [asdict(r) for r in runs], "races": [asdict(r) for r in races]}, indent=1))
+        {"context": context, "runs": [asdict(r) for r in runs], "races": [asdict(r) for r in races],
+         "fanouts": [asdict(f) for f in fanouts]}, indent=1))
     _say(f"\nReport: {markdown}")
     if misses:
         _say(f"\n{len(misses)} budget misses:")
@@ -207,6 +220,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _say("\nEvery page meets its budgets.")
     return 0
+
+
+def _fanout_table(fanouts) -> str:
+    lines = ["", "## Notification fan-out", "",
+             "A security patch to every customer owning the most common product, run as the worker runs it; "
+             "then delivered by two `flask portal worker --once` processes to a local SMTP server.", "",
+             "| database | data set | organizations | messages | mails | queued in | delivered | twice "
+             "| delivered in |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for f in fanouts:
+        lines.append(f"| {f.kind} | {f.size} | {f.organizations:,} | {f.messages:,} | {f.emails:,} | "
+                     f"{f.queue_seconds:.1f} s | {f.delivered:,} | {f.duplicates} | {f.delivery_seconds:.1f} s |")
+    return "\n".join(lines) + "\n\nBudgets: queued in under 30 s, delivered in under 60 s, every mail once.\n"
 
 
 def _git(*args: str) -> str:

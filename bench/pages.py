@@ -29,6 +29,7 @@ from portal.models import (
     Entitlement,
     EntitlementLine,
     Membership,
+    Notification,
     NotificationMessage,
     Organization,
     PortalRequest,
@@ -177,6 +178,9 @@ RESOLVERS: dict[str, Callable[[policy.Actor], Any]] = {
     "message_id": lambda a: _scalar(policy.visible_messages(a).with_only_columns(NotificationMessage.id)
                                     .order_by(NotificationMessage.id)),
     "attachment_id": _attachment,
+    # Producer notifications: the latest (the seed composes none; the bench skips it then).
+    "notification_id": lambda a: _scalar(select(Notification.id).order_by(Notification.id.desc()))
+    if a.is_producer else None,
     # A customer's organization pages are of its own tree: its own organization.
     "org_id": lambda a: a.org.id if a.is_customer else _organization(a, ("customer", *PARTNER_KINDS)),
     "organization_id": lambda a: _organization(a, ("customer", *PARTNER_KINDS)),

@@ -72,6 +72,8 @@ class Action(StrEnum):
     # Requests
     WITHDRAW = "withdraw"
     DECIDE = "decide"
+    # Notification messages (a customer's copy of a producer notice)
+    ACKNOWLEDGE = "acknowledge"
     # The portal as a whole (no object)
     MANAGE_CATALOG = "manage_catalog"
     CREATE_ENTITLEMENT = "create_entitlement"
@@ -95,6 +97,7 @@ ACTIVATION_ACTIONS = frozenset({A.VIEW, A.DOWNLOAD, A.RETURN, A.REHOST})
 ORGANIZATION_ACTIONS = frozenset({A.VIEW, A.EDIT, A.CREATE_CHILD, A.MOVE, A.DELETE, A.INVITE, A.MANAGE_USERS})
 ATTACHMENT_ACTIONS = frozenset({A.VIEW, A.REVOKE})
 REQUEST_ACTIONS = frozenset({A.VIEW, A.WITHDRAW, A.DECIDE})
+MESSAGE_ACTIONS = frozenset({A.VIEW, A.ACKNOWLEDGE})
 AREA_ACTIONS = frozenset({A.MANAGE_CATALOG, A.CREATE_ENTITLEMENT, A.MODERATE, A.SEND_NOTIFICATION, A.VIEW_REPORTS,
                           A.VIEW_AUDIT, A.MANAGE_CHANNEL, A.MANAGE_ORGANIZATIONS, A.IMPORT_ORDERS, A.MANAGE_MAIL,
                           A.MANAGE_PRODUCER_USERS, A.MANAGE_USERS, A.ATTACH_PARTNERS, A.REQUEST_TRANSFER,
@@ -108,6 +111,7 @@ VOCABULARY: dict[type | None, frozenset[Action]] = {
     Organization: ORGANIZATION_ACTIONS,
     Attachment: ATTACHMENT_ACTIONS,
     PortalRequest: REQUEST_ACTIONS,
+    NotificationMessage: MESSAGE_ACTIONS,
 }
 
 
@@ -770,7 +774,23 @@ def can(actor: Actor | None, action: str, obj: Any = None) -> bool:
         return _can_organization(actor, action, obj)
     if isinstance(obj, Attachment):
         return _can_attachment(actor, action, obj)
+    if isinstance(obj, NotificationMessage):
+        return _can_message(actor, action, obj)
     return _can_request(actor, action, obj)
+
+
+def _can_message(actor: Actor, action: Action, message: NotificationMessage) -> bool:
+    """Everyone whose inbox holds it reads it; an admin of the customer hierarchy that holds it
+    acknowledges a security patch or critical notice (producer staff read, never acknowledge)."""
+    visible = db.session.scalar(
+        visible_messages(actor).where(NotificationMessage.id == message.id).with_only_columns(NotificationMessage.id)
+    ) is not None
+    if action == A.VIEW:
+        return visible
+    from portal.models.notifications import MANDATORY_KINDS
+
+    return (visible and actor.is_customer and actor.is_admin
+            and message.notification.kind in MANDATORY_KINDS)
 
 
 # --- loaders: 404 for anything not visible ------------------------------------------------

@@ -749,6 +749,46 @@ for _relation in _CATALOG_OWNERS:
     ]
 MATRIX.extend(CATALOG_ROWS)
 
+# --- notifications: compose and send (producer), acknowledge and email settings (customer),
+# copies on request (partner) ---------------------------------------------------------------
+
+
+def _draft(w: World, role: str) -> dict[str, Any]:
+    from portal.services.notifications import compose
+
+    staff = policy.Actor(user=None, org=w.acme, role="staff")
+    notification = compose(staff, kind="security_patch", title="Patch 5.1.1", body="Install it.",
+                           product=db.session.scalar(select(Product)))
+    db.session.commit()
+    return {"notification_id": notification.id}
+
+
+_COMPOSE = {"kind": "general", "title": "Maintenance window", "body": "Saturday 02:00 UTC."}
+NOTIFICATION_ROWS: list[Row] = [
+    Row("producer.notifications", "GET", area_route("producer", OK)),
+    Row("producer.new_notification", "GET", area_route("producer", OK)),
+    Row("producer.new_notification", "POST", area_route("producer", CHANGED),
+        form=lambda w, role: {**_COMPOSE, "product_id": db.session.scalar(select(Product.id))}),
+    Row("producer.notification", "GET", area_route("producer", OK), values=_draft),
+    Row("producer.notification_progress", "GET", area_route("producer", OK), values=_draft),
+    Row("producer.send_notification", "POST", area_route("producer", CHANGED), values=_draft),
+    # The message to Contoso Germany (in every customer role's tree): admins acknowledge it.
+    Row("customer.inbox_acknowledge", "POST", customer_roles(CHANGED, FORBIDDEN), relation="own",
+        values=lambda w, role: _message_to(w, "contoso_de"), extra={SUBSIDIARY: FORBIDDEN}),
+    Row("customer.inbox_acknowledge", "POST", area_route("customer", NOT_FOUND), relation="another_customer",
+        values=lambda w, role: _message_to(w, "tailspin"), extra={SUBSIDIARY: NOT_FOUND}),
+    Row("customer.inbox_acknowledge", "POST", area_route("customer", NOT_FOUND), relation="another_partner",
+        values=lambda w, role: _message_to(w, "fabrikam"), extra={SUBSIDIARY: NOT_FOUND}),
+    Row("customer.inbox_settings", "GET", area_route("customer", OK), extra={SUBSIDIARY: OK}),
+    Row("customer.inbox_settings", "POST", customer_roles(CHANGED, FORBIDDEN),
+        form=lambda w, role: {"email": "general"},
+        extra={SUBSIDIARY: FORBIDDEN}),
+    Row("partner.notice_settings", "GET", area_route("partner", OK)),
+    Row("partner.notice_settings", "POST", area_route("partner", CHANGED),
+        form=lambda w, role: {"copy": "security_patch"}),
+]
+MATRIX.extend(NOTIFICATION_ROWS)
+
 # Endpoints anonymous may open (everything else is protected by default), with the reason.
 PUBLIC: dict[str, str] = {
     "static": "stylesheets and scripts of the login page",

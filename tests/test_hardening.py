@@ -177,10 +177,11 @@ def test_every_action_of_the_vocabulary_is_tested():
     covered = (set(ENTITLEMENT_ACTIONS) | set(ACTIVATION_ACTIONS) | set(ATTACHMENT_ACTIONS)
                | set().union(*AREA_EXPECTED.values()) | set(ORGANIZATION_EXPECTED["producer_admin"]["customer"])
                | {a for table in ORGANIZATION_EXPECTED.values() for row in table.values() for a in row}
-               | ORGANIZATION_ACTIONS_ASKED | REQUEST_ACTIONS_ASKED)
+               | ORGANIZATION_ACTIONS_ASKED | REQUEST_ACTIONS_ASKED | MESSAGE_ACTIONS_ASKED)
     assert {a.value for a in policy.Action} <= covered
     assert set(policy.ORGANIZATION_ACTIONS) == ORGANIZATION_ACTIONS_ASKED
     assert set(policy.REQUEST_ACTIONS) == REQUEST_ACTIONS_ASKED
+    assert set(policy.MESSAGE_ACTIONS) == MESSAGE_ACTIONS_ASKED
 
 
 ORGANIZATION_ACTIONS_ASKED = {"view", "edit", "create_child", "move", "delete", "invite", "manage_users"}
@@ -245,6 +246,33 @@ def test_request_actions(make, channel):
     assert {a for a in REQUEST_ACTIONS_ASKED if can(admin, a, req)} == {"view", "decide"}
     assert {a for a in REQUEST_ACTIONS_ASKED if can(staff, a, req)} == {"view", "decide"}
     assert {a for a in REQUEST_ACTIONS_ASKED if can(other_admin, a, req)} == set()
+
+
+MESSAGE_ACTIONS_ASKED = {"view", "acknowledge"}
+
+
+@pytest.mark.parametrize("kind", ["security_patch", "general"])
+def test_notification_message_actions(make, channel, kind):
+    """Whoever's inbox holds a message reads it; only an admin of the customer hierarchy holding
+    it acknowledges, and only a security patch or critical notice."""
+    from portal.models import Notification, NotificationMessage, Product
+
+    product = Product(sku="P", name="P")
+    notification = Notification(kind=kind, title="T", body="B", product=product)
+    message = NotificationMessage(notification=notification, org=channel["germany"], content=[])
+    db.session.add_all([product, notification, message])
+    db.session.commit()
+    acks = kind == "security_patch"
+    expected = {
+        "admin of the parent": (make.actor(channel["contoso"]), {"view", "acknowledge"} if acks else {"view"}),
+        "admin of the owner": (make.actor(channel["germany"]), {"view", "acknowledge"} if acks else {"view"}),
+        "member of the owner": (make.actor(channel["germany"], "member"), {"view"}),
+        "another customer's admin": (make.actor(channel["fabrikam"]), set()),
+        "the seller": (make.actor(channel["bluesky"]), set()),
+        "producer staff": (make.system, {"view"}),
+    }
+    for who, (actor, allowed) in expected.items():
+        assert {a for a in MESSAGE_ACTIONS_ASKED if can(actor, a, message)} == allowed, who
 
 
 # --- 3. producer staff versus admins -------------------------------------------------------

@@ -5,7 +5,13 @@ from portal.models.audit import AuditEvent
 from portal.models.base import utcnow
 from portal.models.catalog import Product, Release, ReleaseFile
 from portal.models.entitlements import Attachment, Entitlement, EntitlementLine, SalesChainLink
-from portal.models.notifications import Notification, NotificationMessage, NotificationRead, OutboxEmail
+from portal.models.notifications import (
+    Notification,
+    NotificationMessage,
+    NotificationPreference,
+    NotificationRead,
+    OutboxEmail,
+)
 from portal.models.orgs import ChannelRelationship, Identity, Invitation, Membership, Organization, User
 from portal.models.requests import PortalRequest
 
@@ -21,6 +27,7 @@ __all__ = [
     "Membership",
     "Notification",
     "NotificationMessage",
+    "NotificationPreference",
     "NotificationRead",
     "Organization",
     "OutboxEmail",

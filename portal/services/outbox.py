@@ -3,8 +3,9 @@
 Mail is queued by ``portal.services.mail.queue_email`` in the same transaction as the
 change that causes it; this module sends it. Each message goes through three short steps:
 
-1. **Claim** one due row in its own transaction and lease it, by moving its
-   ``next_attempt_at`` a lease period ahead, then commit. PostgreSQL locks the row with
+1. **Claim** due rows (up to ``CLAIM_BATCH``) in a transaction of their own and lease them,
+   by moving their ``next_attempt_at`` a lease period ahead, then commit; rows a pass claimed
+   but did not try (it stopped first) are given back at once. PostgreSQL locks the rows with
    ``SELECT ... FOR UPDATE SKIP LOCKED``, so any number of workers claim different rows side
    by side; SQLite, where ``FOR UPDATE`` compiles to nothing, starts the claim with
    ``BEGIN IMMEDIATE`` (``begin_write``), which serializes claims.
@@ -55,6 +56,7 @@ import signal
 import smtplib
 import ssl
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,7 +65,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.database import begin_write
@@ -108,6 +110,11 @@ class _Outgoing:
     def of(cls, email: OutboxEmail) -> _Outgoing:
         return cls(email.id, email.message_id, email.to_addr, email.subject, email.body_text,
                    email.body_html, dict(email.headers or {}), email.created_at, email.next_attempt_at)
+
+
+# Rows a worker claims (leases) at once; each is still sent and marked sent in its own commit.
+CLAIM_BATCH = 20
+JOB_SLICE_SECONDS = 5.0  # fan-out work per worker pass before mail is sent again
 
 
 def retry_delay(attempts: int, base_seconds: float, max_seconds: float) -> timedelta:
@@ -251,24 +258,39 @@ def _begin() -> None:
     begin_write()
 
 
-def _claim_next(now: datetime, lease: timedelta) -> _Outgoing | None:
-    """Claim the oldest due row in a transaction of its own and lease it; None when none is due."""
+def _claim_batch(now: datetime, lease: timedelta, size: int) -> list[_Outgoing]:
+    """Claim up to ``size`` of the oldest due rows in a transaction of their own and lease them
+    (other workers skip them); each is then sent and marked in its own commit."""
     _begin()
-    email = db.session.scalar(
+    emails = list(db.session.scalars(
         select(OutboxEmail)
         .where(OutboxEmail.status == "queued", OutboxEmail.next_attempt_at <= now)
         .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)
-        .limit(1)
+        .limit(size)
         .with_for_update(skip_locked=True)
         .execution_options(populate_existing=True)
-    )
-    if email is None:
-        db.session.commit()
-        return None
-    outgoing = _Outgoing.of(email)
-    email.next_attempt_at = now + lease
+    ))
+    claimed = [_Outgoing.of(email) for email in emails]
+    for email in emails:
+        email.next_attempt_at = now + lease
     db.session.commit()
-    return outgoing
+    return claimed
+
+
+def _release(claimed: list[_Outgoing]) -> None:
+    """Rows claimed but not tried (the pass stopped first): back in their place, due at once,
+    no attempt counted. If the database cannot be reached their lease simply runs out."""
+    if not claimed:
+        return
+    try:
+        _begin()
+        for outgoing in claimed:
+            db.session.execute(
+                update(OutboxEmail).where(OutboxEmail.id == outgoing.id, OutboxEmail.status == "queued")
+                .values(next_attempt_at=outgoing.due_at))
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
 
 
 def _locked_row(email_id: int) -> OutboxEmail | None:
@@ -373,14 +395,17 @@ def _deliver(now: datetime | None, limit: int,
     server_error = None
     _end_idle_transaction()
     connection = _SmtpConnection(config)
+    pending: deque[_Outgoing] = deque()
     try:
-        for _ in range(limit):
+        for handled in range(limit):
             if stop is not None and stop.is_set():
                 break
             clock = now or utcnow()
-            outgoing = _claim_next(clock, lease)
-            if outgoing is None:
-                break
+            if not pending:
+                pending.extend(_claim_batch(clock, lease, min(CLAIM_BATCH, limit - handled)))
+                if not pending:
+                    break
+            outgoing = pending.popleft()
             try:
                 message = build_message(outgoing, config["MAIL_FROM"])
             except (ValueError, TypeError, UnicodeError, MessageError) as error:
@@ -404,6 +429,7 @@ def _deliver(now: datetime | None, limit: int,
             _mark_sent(outgoing.id, clock)
             counts["sent"] += 1
     finally:
+        _release(list(pending))
         connection.close()
     return counts, server_error
 
@@ -434,6 +460,9 @@ def run_worker(once: bool = False, interval: float = 2.0,
         while not stop.is_set():
             wait = interval
             try:
+                jobs = _notification_work(stop, once)
+                if jobs:
+                    echo(f"notifications: {jobs}")
                 total, server_error = _drain(limit, stop)
             except SQLAlchemyError as error:
                 if once:
@@ -458,6 +487,18 @@ def run_worker(once: bool = False, interval: float = 2.0,
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _notification_work(stop: threading.Event, once: bool) -> str | None:
+    """Expand notification jobs a batch at a time (all of them with ``once``, else for a few
+    seconds so that mail keeps flowing) and queue the reminders that are due."""
+    from portal.services import notifications
+
+    batches = notifications.run_jobs(stop=stop, max_seconds=None if once else JOB_SLICE_SECONDS)
+    reminded = notifications.send_reminders()
+    if not batches and not reminded:
+        return None
+    return f"{batches} batch(es) of fan-out done, {reminded} reminder(s) queued"
 
 
 def _drain(limit: int, stop: threading.Event) -> tuple[dict[str, int], str | None]:

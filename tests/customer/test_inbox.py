@@ -122,7 +122,8 @@ def test_a_message_with_its_entitlements_and_partners(world, admin):
     patch = world.messages["patch"]
     body = admin.get(f"/customer/inbox/{patch.id}").get_data(as_text=True)
     assert "Acme Studio 5.1.1 security patch" in body and "For Contoso Group &gt; Contoso Germany" in body
-    assert '<div class="message-body mb-3">A file-parsing flaw is fixed.\nInstall it now.</div>' in body
+    # The body is Markdown, rendered and sanitized.
+    assert '<div class="message-body mb-3"><p>A file-parsing flaw is fixed.\nInstall it now.</p>' in body
     assert world.entitlements["germany"].code in body
     assert '<a href="mailto:hello@bluesky.example">' in body and '<a href="https://bluesky.example"' in body
     assert "javascript:" not in body  # a website that is no web address is not a link, not even shown

@@ -14,6 +14,7 @@ from portal.blueprints.customer import (  # noqa: E402,F401
     entitlements,
     home,
     inbox,
+    notices,
     organization,
     partners,
     requests,

@@ -18,6 +18,7 @@ from portal.auth_session import current_actor
 from portal.blueprints.customer import bp
 from portal.blueprints.customer.replies import current_query, done, fragment, list_state, refuse
 from portal.extensions import db
+from portal.markdown import render_markdown
 from portal.models import Notification, NotificationMessage, NotificationRead, Organization
 from portal.services.errors import ServiceError
 from portal.services.inbox import mark_all_read, mark_read, unread_count
@@ -121,6 +122,12 @@ def inbox():
     return _list(current_actor(), request.args)
 
 
+def acknowledgement_context(actor, message):
+    from portal.blueprints.customer.notices import acknowledgement_context as context
+
+    return context(actor, message)
+
+
 @bp.get("/inbox/<int:message_id>")
 def inbox_message(message_id: int):
     """One message: its text, the entitlements it concerns and their partners' contacts."""
@@ -130,7 +137,9 @@ def inbox_message(message_id: int):
         NotificationRead.user_id == actor.user.id, NotificationRead.message_id == message.id))
     org = db.session.get(Organization, message.org_id)
     return render("customer/inbox_message.html", message=message, notification=message.notification,
-                  org_path=policy.hierarchy_path(org), read_at=read, affected=_affected(message))
+                  org_path=policy.hierarchy_path(org), read_at=read, affected=_affected(message),
+                  body_html=render_markdown(message.notification.body), notice=message,
+                  **acknowledgement_context(actor, message))
 
 
 @bp.post("/inbox/<int:message_id>/read")

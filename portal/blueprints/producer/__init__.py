@@ -5,4 +5,8 @@ from portal.blueprints.guards import require_area
 bp = Blueprint("producer", __name__)
 require_area(bp, "producer")
 
-from portal.blueprints.producer import catalog, routes  # noqa: E402,F401
+from portal.blueprints.producer import (  # noqa: E402,F401
+    catalog,
+    notifications,
+    routes,
+)
