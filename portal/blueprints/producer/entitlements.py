@@ -27,6 +27,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from portal import policy
@@ -76,6 +77,10 @@ COLUMNS = [
 HELD = [("customer", "By customers"), ("stock", "In a partner's stock"), ("old_stock", "Stock older than 90 days")]
 MAX_LINES = 4
 MAX_TIERS = 3
+
+
+def _c(pairs) -> list[SelectChoice]:
+    return [SelectChoice(value, label) for value, label in pairs]
 
 
 def _filters() -> list[Filter]:
@@ -181,18 +186,20 @@ class LineForm(PortalForm):
         csrf = False
 
     product_id = SelectField("Product", coerce=str, validate_choice=False)
-    license_model = SelectField("License model", choices=[(m, m.capitalize()) for m in LICENSE_MODELS])
+    license_model = SelectField("License model", choices=_c((m, m.capitalize()) for m in LICENSE_MODELS),
+                                default="perpetual", validate_choice=False)
     quantity = IntegerField("Seats or units", validators=[Optional(), NumberRange(
         min=1, max=1_000_000, message="Enter a quantity from 1 to 1,000,000.")])
     start_date = DateField("Start", validators=[Optional()])
     end_date = DateField("End", validators=[Optional()])
     maintenance_end = DateField("Maintenance until", validators=[Optional()])
-    usage_period = SelectField("Period", choices=[("month", "Month"), ("year", "Year")])
+    usage_period = SelectField("Period", choices=_c([("month", "Month"), ("year", "Year")]), default="month",
+                               validate_choice=False)
 
 
 class EntitlementForm(PortalForm):
-    fulfilment = RadioField("Fulfilment", choices=[("drop_ship", "Drop-ship to a customer"),
-                                                   ("stocking", "Into the seller's stock")], default="drop_ship")
+    fulfilment = RadioField("Fulfilment", choices=_c([("drop_ship", "Drop-ship to a customer"),
+                                                      ("stocking", "Into the seller's stock")]), default="drop_ship")
     customer = StringField("Customer", validators=[Optional(), Length(max=200)],
                            description="The customer's exact name (drop-ship).")
     tiers = FieldList(SelectField("Tier", coerce=str, validate_choice=False), min_entries=MAX_TIERS,
@@ -204,12 +211,13 @@ class EntitlementForm(PortalForm):
 
 
 def _choices(form: EntitlementForm) -> None:
-    products = [("", "— none —"), *((str(i), f"{name} ({sku})") for i, name, sku in db.session.execute(
-        select(Product.id, Product.name, Product.sku).order_by(Product.name)))]
+    products = _c([("", "— none —"), *((str(i), f"{name} ({sku})") for i, name, sku in db.session.execute(
+        select(Product.id, Product.name, Product.sku).order_by(Product.name)))])
     partners = [("", "— none —"), *((str(i), name) for i, name in db.session.execute(
         select(Organization.id, Organization.name).where(Organization.kind.in_(PARTNER_KINDS),
                                                          Organization.status == "active")
         .order_by(Organization.name)))]
+    partners = _c(partners)
     for entry in form.lines:
         entry.form.product_id.choices = products
     for entry in form.tiers:
@@ -323,7 +331,7 @@ def new_entitlement():
 
 
 class StatusForm(PortalForm):
-    status = SelectField("Status", choices=[(s, s.capitalize()) for s in ENTITLEMENT_STATUSES])
+    status = SelectField("Status", choices=_c((s, s.capitalize()) for s in ENTITLEMENT_STATUSES))
 
 
 class CorrectLineForm(PortalForm):
@@ -345,7 +353,7 @@ class CorrectForm(PortalForm):
 
 class AttachForm(PortalForm):
     partner_id = SelectField("Partner", coerce=str, validate_choice=False)
-    relation = SelectField("Relation", choices=[(r, r.capitalize()) for r in RELATIONS], default="services")
+    relation = SelectField("Relation", choices=_c((r, r.capitalize()) for r in RELATIONS), default="services")
     download = BooleanField("Download")
     activate = BooleanField("Activate")
 
@@ -361,8 +369,8 @@ def _correct_form(entitlement: Entitlement, formdata=None) -> CorrectForm:
 
 def _attach_form(formdata=None) -> AttachForm:
     form = AttachForm(prefix="attach") if formdata else AttachForm(formdata=None, prefix="attach")
-    form.partner_id.choices = [("", "Choose a partner"), *((str(o.id), o.name) for o in db.session.scalars(
-        policy.attachable_partners(current_actor())))]
+    form.partner_id.choices = _c([("", "Choose a partner"), *((str(o.id), o.name) for o in db.session.scalars(
+        policy.attachable_partners(current_actor())))])
     return form
 
 
