@@ -16,6 +16,7 @@ from datetime import timedelta
 from flask import Response, abort, flash, redirect, request, url_for
 from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload, selectinload
+from werkzeug.datastructures import MultiDict
 from wtforms import (
     BooleanField,
     DateField,
@@ -210,6 +211,18 @@ class EntitlementForm(PortalForm):
     lines = FieldList(FormField(LineForm), min_entries=MAX_LINES, max_entries=MAX_LINES)
 
 
+def _id(text: str | None) -> int | None:
+    """An id from a select's value, or None (anything but a number an INTEGER column holds)."""
+    text = text or ""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
+
+
+def _posted() -> MultiDict:
+    """The posted form without nameless parts (a multipart part without a name has the key None,
+    which ``FieldList`` cannot read)."""
+    return MultiDict([(key, value) for key, value in request.form.items(multi=True) if isinstance(key, str)])
+
+
 def _choices(form: EntitlementForm) -> None:
     products = _c([("", "— none —"), *((str(i), f"{name} ({sku})") for i, name, sku in db.session.execute(
         select(Product.id, Product.name, Product.sku).order_by(Product.name)))])
@@ -245,7 +258,8 @@ def _line_specs(form: EntitlementForm) -> list[LineSpec] | None:
         line = entry.form
         if not line.product_id.data:
             continue
-        product = products.get(int(line.product_id.data)) if line.product_id.data.isdigit() else None
+        raw = line.product_id.data
+        product = products.get(_id(raw))
         if product is None:
             line.product_id.errors.append("Choose a product.")
             ok = False
@@ -292,14 +306,22 @@ def new_entitlement():
     actor = current_actor()
     if not policy.can(actor, "create_entitlement"):
         abort(403)
-    form = EntitlementForm()
+    form = EntitlementForm(formdata=_posted() if request.method == "POST" else None)
     _choices(form)
     if request.method == "GET" or not form.validate():
         return _new_page(form, 200 if request.method == "GET" else 422)
-    ids = [int(entry.data) for entry in form.tiers if entry.data and entry.data.isdigit()]
-    partners = {o.id: o for o in db.session.scalars(select(Organization).where(Organization.id.in_(ids)))}
-    chain = [partners[i] for i in ids if i in partners]
+    chosen = [entry for entry in form.tiers if entry.data]
+    partners = {o.id: o for o in db.session.scalars(select(Organization).where(
+        Organization.id.in_([_id(entry.data) for entry in chosen]), Organization.kind.in_(PARTNER_KINDS)))}
+    chain = []
+    for entry in chosen:
+        if _id(entry.data) in partners:
+            chain.append(partners[_id(entry.data)])
+        else:
+            entry.errors.append("Choose a partner of the list.")
     specs = _line_specs(form)
+    if len(chain) != len(chosen):
+        return _new_page(form, 422)
     owner = None
     if form.fulfilment.data == "stocking":
         owner = chain[-1] if chain else None
@@ -362,9 +384,9 @@ def _correct_form(entitlement: Entitlement, formdata=None) -> CorrectForm:
     data = {"order_ref": entitlement.order_ref, "notes": entitlement.notes,
             "lines": [{"quantity": line.quantity, "start_date": line.start_date, "end_date": line.end_date,
                        "maintenance_end": line.maintenance_end} for line in entitlement.lines]}
-    form = CorrectForm(formdata=formdata, data=data, prefix="correct") if formdata is None else CorrectForm(
-        prefix="correct")
-    return form
+    if formdata is None:
+        return CorrectForm(formdata=None, data=data, prefix="correct")
+    return CorrectForm(formdata=_posted(), prefix="correct")
 
 
 def _attach_form(formdata=None) -> AttachForm:
@@ -436,9 +458,13 @@ def correct(code: str):
     if not policy.can(actor, "edit", entitlement):
         abort(403)
     form = _correct_form(entitlement, formdata=True)
-    if not form.validate() or len(form.lines.entries) != len(entitlement.lines):
-        if len(form.lines.entries) != len(entitlement.lines):
-            form.form_errors.append("The lines changed meanwhile; reload the page.")
+    if len(form.lines.entries) != len(entitlement.lines):
+        db.session.rollback()
+        form = _correct_form(entitlement)
+        form.form_errors.append("Send every line's quantity and dates (the lines changed meanwhile?); "
+                                "the page shows them as they are.")
+        return _page(actor, entitlement, status=422, correct=form)
+    if not form.validate():
         db.session.rollback()
         return _page(actor, entitlement, status=422, correct=form)
     lines = {line.id: {"quantity": entry.form.quantity.data, "start_date": entry.form.start_date.data,
@@ -478,7 +504,7 @@ def attach(code: str):
     if form.validate():
         partner_id = form.partner_id.data or ""
         partner = db.session.scalar(policy.attachable_partners(actor).where(
-            Organization.id == int(partner_id))) if partner_id.isdigit() else None
+            Organization.id == _id(partner_id)))
         if partner is None:
             form.partner_id.errors.append("Choose an active partner.")
     if partner is None:

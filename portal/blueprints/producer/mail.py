@@ -13,7 +13,7 @@ from portal.auth_session import current_actor
 from portal.blueprints.producer import bp
 from portal.blueprints.producer.paging import CheapTable, paginate
 from portal.extensions import db
-from portal.forms import PortalForm
+from portal.forms import INTEGER_MAX, PortalForm
 from portal.models import OutboxEmail
 from portal.models.notifications import OUTBOX_STATES
 from portal.services.errors import NotAllowed, ServiceError
@@ -74,7 +74,7 @@ def requeue():
     form = RequeueForm()
     if not form.validate():
         abort(422, "Tick the failed mails to requeue.")
-    ids = None if form.all.data == "all" else form.ids.data
+    ids = None if form.all.data == "all" else [i for i in form.ids.data if 0 < i <= INTEGER_MAX]
     if ids is not None and not ids:
         message, kind = "Tick the failed mails to requeue first.", "error"
     elif ids is not None and len(ids) > MAX_REQUEUE:

@@ -22,9 +22,9 @@ from portal import policy
 from portal.auth_session import current_actor
 from portal.blueprints.producer import bp
 from portal.extensions import db
-from portal.forms import PortalForm
+from portal.forms import INTEGER_MAX, PortalForm
 from portal.models import AuditEvent, Entitlement, Organization, PortalRequest, User, utcnow
-from portal.services.errors import Conflict, NotAllowed, ServiceError
+from portal.services.errors import NotAllowed, ServiceError
 from portal.services.requests import decide_request
 from portal.ui import Column, Filter, Table, parse_list_args, push_url, toast
 from portal.web import is_htmx, render
@@ -77,6 +77,8 @@ class BulkDecisionForm(DecisionForm):
             raise ValidationError("Tick the requests to decide first.")
         if len(field.data) > MAX_BULK:
             raise ValidationError(f"Decide at most {MAX_BULK} requests at once.")
+        if any(not 0 < i <= INTEGER_MAX for i in field.data):
+            raise ValidationError("There is no such request.")
 
 
 def age_text(created, now) -> str:
@@ -272,8 +274,8 @@ def decide(request_id: int):
         return _detail(actor, req, form=form, status=422)
     db.session.commit()
     if from_queue and is_htmx():
-        return toast(render("producer/_queue_row.html", r=req, rows=row_context(actor, [req], {req.id: (outcome, text)})),
-                     f"Request #{req.id}: {text}")
+        rows = row_context(actor, [req], {req.id: (outcome, text)})
+        return toast(render("producer/_queue_row.html", r=req, rows=rows), f"Request #{req.id}: {text}")
     flash(f"Request #{req.id}: {text}")
     return redirect(url_for("producer.request_detail", request_id=req.id))
 
