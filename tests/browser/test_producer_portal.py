@@ -45,13 +45,13 @@ def test_enter_an_order_with_a_two_tier_chain(browse, demo):
     line.get_by_label("Product").select_option(label="Acme Studio (ACME-STUDIO)")
     line.get_by_label("License model").select_option("perpetual")
     line.get_by_label("Seats or units").fill("12")
-    line.get_by_label("Maintenance until").fill((date.today() + timedelta(days=365)).isoformat())
+    line.get_by_label("Maintenance until (perpetual)").fill((date.today() + timedelta(days=365)).isoformat())
     second = page.locator(".order-line").nth(1)
     second.get_by_label("Product").select_option(label="Acme Cloud Sync (ACME-SYNC)")
     second.get_by_label("License model").select_option("subscription")
     second.get_by_label("Seats or units").fill("20")
-    second.get_by_label("Start").fill(date.today().isoformat())
-    second.get_by_label("End").fill((date.today() + timedelta(days=365)).isoformat())
+    second.get_by_label("Start (subscription, usage)").fill(date.today().isoformat())
+    second.get_by_label("End (subscription)").fill((date.today() + timedelta(days=365)).isoformat())
     # BlueSky is supplied by Northwind, not by Acme: refused next to the chain.
     browse.submit(page.get_by_role("button", name="Enter the order"), status=422)
     expect(page.locator("#tiers-0-error")).to_contain_text("BlueSky Resellers is not supplied by the producer")
@@ -117,6 +117,37 @@ def test_a_refused_row_in_a_bulk_decision_says_why(browse, demo):
     expect(page.locator("#bulk-outcome")).to_have_text("1 refused.")
     expect(page.locator(f"#queue-row-{transfer_id}")).to_contain_text("It was rejected already.")
     expect_refusal(browse, 422)
+    # One row at a time: its own Approve, with the note above.
+    browse.goto("/producer/requests?kind=partner_access")
+    row = page.locator('.queue-row[data-kind="partner_access"]')
+    page.get_by_label("Note to the requester").fill("Go ahead.")
+    row.get_by_role("button", name="Approve").click()
+    expect(row.locator(".result-text")).to_have_text("Approved: RedRock IT is attached.")
+    expect(page.locator("#toasts .toast").last).to_contain_text("Approved: RedRock IT is attached.")
+    _fresh()
+    req = db.session.scalar(select(PortalRequest).where(PortalRequest.kind == "partner_access"))
+    assert (req.state, req.decision_note) == ("approved", "Go ahead.")
+
+
+def test_requeue_failed_mail(browse, demo):
+    from portal.models import OutboxEmail
+    from portal.services.mail import queue_email
+
+    mail = queue_email(to="gone@fabrikam.example", subject="Your request was approved", body="b")
+    mail.status, mail.attempts, mail.last_error = "failed", 5, "550 5.1.1 no such user"
+    db.session.commit()
+    mail_id = mail.id
+    page = sign_in(browse, "staff@acme.example", DEMO_PASSWORD)
+    browse.goto("/producer/mail?status=failed")
+    expect(page.locator(f"#mail-row-{mail_id}")).to_contain_text("550 5.1.1 no such user")
+    check_page(browse, "mail-failed")
+    page.locator(f"#mail-tick-{mail_id}").check()
+    page.get_by_role("button", name="Requeue ticked failed mails").click()
+    expect(page.locator("#toasts .toast").last).to_contain_text("Requeued 1 mail")
+    expect(page.locator("#mail-count-failed")).to_have_text("0")
+    expect(page.locator("#mail-summary")).to_have_text("0 mails")
+    _fresh()
+    assert db.session.get(OutboxEmail, mail_id).status == "queued"
 
 
 def test_suspend_an_entitlement(browse, demo):

@@ -191,10 +191,10 @@ class LineForm(PortalForm):
                                 default="perpetual", validate_choice=False)
     quantity = IntegerField("Seats or units", validators=[Optional(), NumberRange(
         min=1, max=1_000_000, message="Enter a quantity from 1 to 1,000,000.")])
-    start_date = DateField("Start", validators=[Optional()])
-    end_date = DateField("End", validators=[Optional()])
-    maintenance_end = DateField("Maintenance until", validators=[Optional()])
-    usage_period = SelectField("Period", choices=_c([("month", "Month"), ("year", "Year")]), default="month",
+    start_date = DateField("Start (subscription, usage)", validators=[Optional()])
+    end_date = DateField("End (subscription)", validators=[Optional()])
+    maintenance_end = DateField("Maintenance until (perpetual)", validators=[Optional()])
+    usage_period = SelectField("Period (usage)", choices=_c([("month", "Month"), ("year", "Year")]), default="month",
                                validate_choice=False)
 
 

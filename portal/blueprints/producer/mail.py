@@ -74,7 +74,7 @@ def requeue():
     form = RequeueForm()
     if not form.validate():
         abort(422, "Tick the failed mails to requeue.")
-    ids = None if form.all.data == "all" else [i for i in form.ids.data if 0 < i <= INTEGER_MAX]
+    ids = None if form.all.data == "all" else [i for i in form.ids.data or () if 0 < i <= INTEGER_MAX]
     if ids is not None and not ids:
         message, kind = "Tick the failed mails to requeue first.", "error"
     elif ids is not None and len(ids) > MAX_REQUEUE:

@@ -42,10 +42,10 @@ SORTS = {"created": PortalRequest.created_at, "kind": PortalRequest.kind}
 COLUMNS = [
     Column("select", "Select", label_hidden=True),
     Column("kind", "Request", sortable=True),
+    Column("state", "State"),
     Column("from", "Requester"),
     Column("about", "Target"),
     Column("created", "Age", sortable=True),
-    Column("state", "State"),
     Column("actions", "Actions", label_hidden=True),
 ]
 LOADED = (joinedload(PortalRequest.requester), joinedload(PortalRequest.requester_org),
@@ -89,7 +89,7 @@ def age_text(created, now) -> str:
         return f"{days} day{'s' if days != 1 else ''}"
     if hours:
         return f"{hours} hour{'s' if hours != 1 else ''}"
-    return "minutes"
+    return "under an hour"
 
 
 @bp.context_processor
