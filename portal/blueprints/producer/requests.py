@@ -201,8 +201,10 @@ def bulk_decide():
         flash(message, "error")
         return redirect(url_for("producer.requests"))
     approve = form.decision.data == "approve"
+    # Loaded plainly: ``decide_request`` locks each row with a refresh, which would repeat joined
+    # loads (PostgreSQL refuses FOR UPDATE on the nullable side of an outer join).
     found = {r.id: r for r in db.session.scalars(
-        policy.visible_requests(actor).where(PortalRequest.id.in_(form.ids.data)).options(*LOADED))}
+        policy.visible_requests(actor).where(PortalRequest.id.in_(form.ids.data)))}
     results: dict[int, tuple[str, str]] = {}
     for request_id in sorted(set(form.ids.data)):
         req = found.get(request_id)
@@ -215,7 +217,8 @@ def bulk_decide():
     if not is_htmx():
         flash(summary + ".")
         return redirect(url_for("producer.requests"))
-    decided = [found[i] for i in results if i in found]
+    decided = list(db.session.scalars(select(PortalRequest).where(PortalRequest.id.in_(list(found)))
+                                      .options(*LOADED).order_by(PortalRequest.id)))
     response = render("producer/_bulk_result.html", form=BulkDecisionForm(formdata=None), outcome=summary,
                       decided=decided, rows=row_context(actor, decided, results))
     return toast(response, summary + ".", "error" if counts["refused"] and not (
