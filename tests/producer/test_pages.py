@@ -81,6 +81,8 @@ def test_enter_an_order_with_a_two_tier_chain(staff):
     bad = staff.post("/producer/entitlements/new", data=_order(**{"tiers-1": str(org("RedRock IT").id)}))
     assert bad.status_code == 422
     assert "RedRock IT is not supplied by Northwind Distribution" in bad.get_data(as_text=True)
+    forged = staff.post("/producer/entitlements/new", data=_order(**{"tiers-1": str(org("Contoso Group").id)}))
+    assert forged.status_code == 422 and "Choose a partner of the list." in forged.get_data(as_text=True)
     nobody = staff.post("/producer/entitlements/new", data=_order(customer="Nobody Ltd"))
     assert nobody.status_code == 422 and "No active customer has exactly this name" in nobody.get_data(as_text=True)
     no_dates = staff.post("/producer/entitlements/new", data=_order(**{"lines-1-end_date": ""}))
