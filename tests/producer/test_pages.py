@@ -150,3 +150,21 @@ def test_requeue_failed_mail(staff, admin):
     refused = staff.post("/producer/mail/requeue", headers=HX, data={"ids": [sent.id]})
     assert refused.status_code == 422
     assert db.session.get(OutboxEmail, sent.id).status == "sent"
+
+
+def test_a_correction_never_goes_below_the_seats_in_use(staff):
+    code = "ENT-DEMO-CDE1-0001"  # 4 of its 10 seats are activated
+    entitlement = db.session.scalar(select(Entitlement).where(Entitlement.code == code))
+    maintenance = entitlement.lines[0].maintenance_end.isoformat()
+    response = staff.post(f"/producer/entitlements/{code}/correct", data={
+        "correct-order_ref": "PO-CDE-1001", "correct-lines-0-quantity": "3",
+        "correct-lines-0-maintenance_end": maintenance})
+    assert response.status_code == 422
+    assert "4 seats are activated on this line" in response.get_data(as_text=True)
+    # Nothing half-written: the order reference stayed too.
+    missing = staff.post(f"/producer/entitlements/{code}/correct", data={"correct-order_ref": "X"})
+    assert missing.status_code == 422
+    db.session.rollback()
+    fresh = db.session.scalar(select(Entitlement).where(Entitlement.code == code))
+    assert (fresh.lines[0].quantity, fresh.order_ref) == (10, "PO-CDE-1001")
+    assert db.session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "entitlement.correct")) == 0
