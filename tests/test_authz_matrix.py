@@ -51,7 +51,7 @@ from sqlalchemy import select
 from portal import policy
 from portal.database import begin_write
 from portal.extensions import db
-from portal.models import Activation, Entitlement, Membership, Organization, Product
+from portal.models import Activation, Attachment, Entitlement, Membership, Organization, Product
 from portal.policy import system_actor
 from portal.services.accounts import create_user, invite_user
 from portal.services.activations import activate
@@ -788,6 +788,76 @@ NOTIFICATION_ROWS: list[Row] = [
         form=lambda w, role: {"copy": "security_patch"}),
 ]
 MATRIX.extend(NOTIFICATION_ROWS)
+# --- the producer portal (issue 10): moderation, entitlements, audit, mail --------------------
+# Every producer route answers producer admins and staff; customers and partners get 404 on every
+# one of them (anonymous: sign in; no membership: /no-access). Staff and admin differ where the
+# policy says so: only admins decide who joins the producer. The producer sees every customer's
+# objects: "own" is Contoso's (a customer served by partners), "another_customer" Tailspin's.
+
+def producer_only(staff: Expect, admin: Expect | None = None) -> dict[str, Expect]:
+    return area_route("producer", staff) | {"producer_admin": admin or staff}
+
+
+def _producer_join(w: World) -> dict[str, Any]:
+    from portal.services.requests import request_to_join
+
+    user = create_user(f"hire.{next(_SEQ)}@acme.example", "New Hire")
+    req = request_to_join(user, w.acme, organization_name=w.acme.name)
+    db.session.commit()
+    return {"request_id": req.id}
+
+
+def _failed_mail(w: World) -> dict[str, Any]:
+    from portal.services.mail import queue_email
+
+    mail = queue_email(to="bounce@example.com", subject="Bounced", body="b")
+    mail.status, mail.last_error = "failed", "550 no such user"
+    db.session.commit()
+    return {"ids": [mail.id]}
+
+
+def _new_order(w: World, role: str) -> dict[str, Any]:
+    product = db.session.scalar(select(Product))
+    return {"fulfilment": "drop_ship", "customer": "Tailspin Toys", "tiers-0": str(w.redrock.id),
+            "lines-0-product_id": str(product.id), "lines-0-license_model": "perpetual", "lines-0-quantity": "3"}
+
+
+PRODUCER_ROWS: list[Row] = [
+    *[Row(endpoint, "GET", producer_only(OK)) for endpoint in (
+        "producer.requests", "producer.entitlements", "producer.entitlements_csv", "producer.new_entitlement",
+        "producer.audit", "producer.audit_csv", "producer.mail")],
+    Row("producer.new_entitlement", "POST", producer_only(CHANGED), form=_new_order),
+    Row("producer.requeue_mail", "POST", producer_only(CHANGED), form=lambda w, role: _failed_mail(w)),
+    # The queue: a bulk decision redirects back without JavaScript; each row is checked on its own.
+    Row("producer.bulk_decide", "POST", producer_only(CHANGED),
+        form=lambda w, role: {"ids": [_join_request_to(w, "tailspin")["request_id"]], "decision": "reject"}),
+    Row("producer.request_detail", "GET", producer_only(OK), relation="another_customer",
+        values=lambda w, role: _join_request_to(w, "tailspin")),
+    Row("producer.decide_request", "POST", producer_only(CHANGED), relation="another_customer",
+        values=lambda w, role: _join_request_to(w, "tailspin"), form=lambda w, role: {"decide-decision": "approve"}),
+    # Joining the producer makes producer staff: admins decide, staff see the request but may not.
+    Row("producer.request_detail", "GET", producer_only(OK), relation="own",
+        values=lambda w, role: _producer_join(w)),
+    Row("producer.decide_request", "POST", producer_only(FORBIDDEN, CHANGED), relation="own",
+        values=lambda w, role: _producer_join(w), form=lambda w, role: {"decide-decision": "approve"}),
+]
+for _relation, _key in [("own", "contoso"), ("another_customer", "tailspin")]:
+    PRODUCER_ROWS += [
+        Row("producer.entitlement", "GET", producer_only(OK), relation=_relation, values=_code(_key)),
+        Row("producer.entitlement_status", "POST", producer_only(CHANGED), relation=_relation, values=_code(_key),
+            form=lambda w, role: {"status-status": "suspended"}),
+        Row("producer.correct_entitlement", "POST", producer_only(CHANGED), relation=_relation, values=_code(_key),
+            form=lambda w, role: {"correct-order_ref": "PO-1", "correct-lines-0-quantity": "12",
+                                  "correct-lines-0-maintenance_end": "2099-12-31"}),
+        Row("producer.attach_partner", "POST", producer_only(CHANGED), relation=_relation, values=_code(_key),
+            form=lambda w, role: {"attach-partner_id": str(w.initech.id), "attach-relation": "services"}),
+    ]
+PRODUCER_ROWS.append(Row(
+    "producer.revoke_attachment", "POST", producer_only(CHANGED), relation="own",
+    values=lambda w, role: {"code": w.entitlements["contoso"].code, "attachment_id": db.session.scalar(
+        select(Attachment.id).where(Attachment.entitlement_id == w.entitlements["contoso"].id,
+                                    Attachment.partner_id == w.initech.id))}))
+MATRIX.extend(PRODUCER_ROWS)
 
 # Endpoints anonymous may open (everything else is protected by default), with the reason.
 PUBLIC: dict[str, str] = {

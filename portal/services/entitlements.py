@@ -6,10 +6,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import (
+    Activation,
     Attachment,
     ChannelRelationship,
     Entitlement,
@@ -391,3 +392,60 @@ def set_entitlement_status(actor: Actor, entitlement: Entitlement, status: str) 
     record(actor, "entitlement.status", entitlement, subject_org=entitlement.owner,
            details={"code": entitlement.code, "from": previous, "to": status})
     return entitlement
+
+
+def correct_entitlement(actor: Actor, entitlement: Entitlement, *, order_ref: str | None, notes: str | None,
+                        lines: dict[int, dict] | None = None) -> dict:
+    """Producer staff correct an order: its reference and notes, and per line the quantity and
+    dates (``lines``: line id -> {quantity, start_date, end_date, maintenance_end}).
+
+    Sane rules: a quantity stays above zero and never below the seats active on the line; an end
+    never comes before its start; a subscription keeps both dates. Returns the changes (audited
+    as ``entitlement.correct`` with before and after), empty when nothing changed.
+    """
+    lock_entitlement(entitlement)
+    if not can(actor, "edit", entitlement):
+        raise NotAllowed("Only producer staff correct entitlements.")
+    changes: dict = {}
+    order_ref = (order_ref or "").strip() or None
+    notes = (notes or "").strip() or None
+    if order_ref is not None and len(order_ref) > 100:
+        raise ServiceError("Keep the order reference under 100 characters.", field="order_ref")
+    for name, value in (("order_ref", order_ref), ("notes", notes)):
+        if getattr(entitlement, name) != value:
+            changes[name] = [getattr(entitlement, name), value]
+            setattr(entitlement, name, value)
+    by_id = {line.id: line for line in entitlement.lines}
+    for line_id, wanted in (lines or {}).items():
+        line = by_id.get(line_id)
+        if line is None:
+            raise ServiceError("That line is not part of this entitlement.", field="lines")
+        field = f"line-{line_id}"
+        quantity = wanted.get("quantity", line.quantity)
+        if not isinstance(quantity, int) or quantity <= 0:
+            raise ServiceError("The quantity must be a whole number above zero.", field=f"{field}-quantity")
+        if line.license_model != "usage":
+            in_use = db.session.scalar(select(func.coalesce(func.sum(Activation.seats), 0)).where(
+                Activation.line_id == line.id, Activation.active.is_(True)))
+            if quantity < in_use:
+                raise ServiceError(f"{in_use} seats are activated on this line; return some before lowering it "
+                                   f"below {in_use}.", field=f"{field}-quantity")
+        start = wanted.get("start_date", line.start_date)
+        end = wanted.get("end_date", line.end_date)
+        if line.license_model == "subscription" and (start is None or end is None):
+            raise ServiceError("A subscription needs a start and an end date.", field=f"{field}-end_date")
+        if start and end and end < start:
+            raise ServiceError("The end date comes before the start date.", field=f"{field}-end_date")
+        for name, value in (("quantity", quantity), ("start_date", start), ("end_date", end),
+                            ("maintenance_end", wanted.get("maintenance_end", line.maintenance_end))):
+            before = getattr(line, name)
+            if before != value:
+                changes.setdefault("lines", {}).setdefault(str(line_id), {})[name] = [
+                    before.isoformat() if isinstance(before, date) else before,
+                    value.isoformat() if isinstance(value, date) else value]
+                setattr(line, name, value)
+    if changes:
+        db.session.flush()
+        record(actor, "entitlement.correct", entitlement, subject_org=entitlement.owner,
+               details={"code": entitlement.code, **changes})
+    return changes
