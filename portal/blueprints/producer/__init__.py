@@ -6,3 +6,4 @@ bp = Blueprint("producer", __name__)
 require_area(bp, "producer")
 
 from portal.blueprints.producer import routes  # noqa: E402,F401
+from portal.blueprints.producer import customers, exchange, partners, reports  # noqa: E402,F401
