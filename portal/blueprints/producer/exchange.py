@@ -75,7 +75,11 @@ def upload_orders():
     if not form.validate():
         return _page(form=form, status=422)
     upload = form.file.data
-    data = upload.stream.read(MAX_IMPORT_BYTES + 1) if hasattr(upload, "stream") else b""
+    try:
+        data = upload.stream.read(MAX_IMPORT_BYTES + 1) if hasattr(upload, "stream") else b""
+    finally:
+        if hasattr(upload, "close"):
+            upload.close()  # a large upload is spooled to a temporary file
     if len(data) > MAX_IMPORT_BYTES:
         form.file.errors = [f"A file of orders is at most {MAX_IMPORT_BYTES // (1024 * 1024)} MB; split it."]
         return _page(form=form, status=413)
