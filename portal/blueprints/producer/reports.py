@@ -80,7 +80,7 @@ def _bucket(column, period: str):
     if period == "month":
         return func.strftime("%Y-%m", column)
     month = cast(func.strftime("%m", column), Integer)
-    return func.strftime("%Y", column) + literal("-Q") + cast((month + 2) / 3, String)
+    return func.strftime("%Y", column) + literal("-Q") + cast((month + 2) // 3, String)
 
 
 def _periods(since: date, today: date, period: str) -> list[str]:
