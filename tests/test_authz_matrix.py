@@ -629,6 +629,65 @@ def _last_request() -> int:
 
 MATRIX.extend(CUSTOMER_TREE_ROWS)
 
+# --- Producer: channel, customers, import, reports (issue 10, items 3, 4, 7, 9) -------------------
+# Producer staff and admins alike run these (only admins manage the producer's own users);
+# customers and partners get 404 on every one, as on a page that does not exist.
+
+
+def _application(w: World, role: str) -> dict[str, Any]:
+    """A pending application to become a partner (made while the cell builds its URL)."""
+    from portal.services.requests import apply_as_partner
+
+    req = apply_as_partner(create_user(f"applicant-{role}@example.com", "Applicant"), company="Matrix Co",
+                           kind="reseller")
+    db.session.commit()
+    return {"request_id": req.id}
+
+
+def _unused_edge(w: World, role: str) -> dict[str, Any]:
+    """A channel edge no sales chain runs along (removable)."""
+    edge = add_channel_relationship(system_actor(w.acme), w.northwind, w.initech)
+    db.session.commit()
+    return {"edge_id": edge.id}
+
+
+_PRODUCER_CHANGE = area_route("producer", CHANGED)
+PRODUCER_CHANNEL_ROWS = [
+    Row("producer.partners", "GET", area_route("producer", OK), values={"q": "Blue", "kind": "reseller"}),
+    Row("producer.create_partner", "POST", _PRODUCER_CHANGE,
+        form=lambda w, role: {"name": f"Matrix Partner {role}", "kind": "reseller"}),
+    Row("producer.decide_application", "POST", _PRODUCER_CHANGE, values=_application,
+        form=lambda w, role: {f"r-{_last_request()}-decision": "reject"}),
+    Row("producer.partner", "GET", area_route("producer", OK), relation="own",
+        values=lambda w, role: {"partner_id": w.bluesky.id}),
+    Row("producer.edit_partner", "POST", _PRODUCER_CHANGE, relation="own",
+        values=lambda w, role: {"partner_id": w.bluesky.id},
+        form=lambda w, role: {"name": "BlueSky Resellers", "phone": "+1 555"}),
+    Row("producer.partner_status", "POST", _PRODUCER_CHANGE, relation="own",
+        values=lambda w, role: {"partner_id": w.redrock.id}, form=lambda w, role: {"status": "suspended"}),
+    Row("producer.channel", "GET", area_route("producer", OK), values=lambda w, role: {"focus": w.northwind.id}),
+    Row("producer.add_edge", "POST", _PRODUCER_CHANGE,
+        form=lambda w, role: {"supplier_id": w.acme.id, "buyer_id": w.initech.id}),
+    Row("producer.remove_edge", "POST", _PRODUCER_CHANGE, values=_unused_edge),
+    Row("producer.customers", "GET", area_route("producer", OK), values=lambda w, role: {"under": w.contoso.id}),
+    Row("producer.customer", "GET", area_route("producer", OK), relation="own",
+        values=lambda w, role: {"customer_id": w.contoso.id}),
+    Row("producer.edit_customer", "POST", _PRODUCER_CHANGE, relation="own",
+        values=lambda w, role: {"customer_id": w.tailspin.id}, form=lambda w, role: {"org-name": "Tailspin Toys"}),
+    Row("producer.add_customer_subsidiary", "POST", _PRODUCER_CHANGE, relation="own",
+        values=lambda w, role: {"customer_id": w.tailspin.id}, form=lambda w, role: {"sub-name": "Tailspin West"}),
+    Row("producer.move_customer", "POST", _PRODUCER_CHANGE, relation="own",
+        values=lambda w, role: {"customer_id": w.contoso_us.id}, form=lambda w, role: {"move-parent": ""}),
+    Row("producer.import_orders", "GET", area_route("producer", OK)),
+    Row("producer.upload_orders", "POST", area_route("producer", Expect(422))),  # no file chosen
+    Row("producer.commit_import", "POST", area_route("producer", Expect(422)),
+        form=lambda w, role: {"sha256": "0" * 64}),  # no such stored file
+    Row("producer.export_entitlements", "GET", area_route("producer", OK)),
+    Row("producer.reports", "GET", area_route("producer", OK), values={"group": "tier", "period": "quarter"}),
+    Row("producer.reports_csv", "GET", area_route("producer", OK)),
+]
+MATRIX.extend(PRODUCER_CHANNEL_ROWS)
+
 # Endpoints anonymous may open (everything else is protected by default), with the reason.
 PUBLIC: dict[str, str] = {
     "static": "stylesheets and scripts of the login page",
