@@ -25,6 +25,7 @@ from portal.models import (
     Activation,
     Attachment,
     AuditEvent,
+    ChannelRelationship,
     Entitlement,
     EntitlementLine,
     Membership,
@@ -174,6 +175,7 @@ RESOLVERS: dict[str, Callable[[policy.Actor], Any]] = {
     "sku": _attr(_product, "sku"),
     "release_id": _attr(_release, "id"),
     "version": _attr(_release, "version"),
+    "edge_id": lambda a: _scalar(select(ChannelRelationship.id).order_by(ChannelRelationship.id)),
 }
 
 
