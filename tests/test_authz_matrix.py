@@ -631,7 +631,9 @@ MATRIX.extend(CUSTOMER_TREE_ROWS)
 
 # --- Producer: channel, customers, import, reports (issue 10, items 3, 4, 7, 9) -------------------
 # Producer staff and admins alike run these (only admins manage the producer's own users);
-# customers and partners get 404 on every one, as on a page that does not exist.
+# customers and partners get 404 on every one, as on a page that does not exist. The changes leave
+# the world as the other rows expect it (the hostile-input probe shares one world): a partner set
+# active again, a subsidiary moved under its own parent.
 
 
 def _application(w: World, role: str) -> dict[str, Any]:
@@ -664,7 +666,7 @@ PRODUCER_CHANNEL_ROWS = [
         values=lambda w, role: {"partner_id": w.bluesky.id},
         form=lambda w, role: {"name": "BlueSky Resellers", "phone": "+1 555"}),
     Row("producer.partner_status", "POST", _PRODUCER_CHANGE, relation="own",
-        values=lambda w, role: {"partner_id": w.redrock.id}, form=lambda w, role: {"status": "suspended"}),
+        values=lambda w, role: {"partner_id": w.redrock.id}, form=lambda w, role: {"status": "active"}),
     Row("producer.channel", "GET", area_route("producer", OK), values=lambda w, role: {"focus": w.northwind.id}),
     Row("producer.add_edge", "POST", _PRODUCER_CHANGE,
         form=lambda w, role: {"supplier_id": w.acme.id, "buyer_id": w.initech.id}),
@@ -677,7 +679,7 @@ PRODUCER_CHANNEL_ROWS = [
     Row("producer.add_customer_subsidiary", "POST", _PRODUCER_CHANGE, relation="own",
         values=lambda w, role: {"customer_id": w.tailspin.id}, form=lambda w, role: {"sub-name": "Tailspin West"}),
     Row("producer.move_customer", "POST", _PRODUCER_CHANGE, relation="own",
-        values=lambda w, role: {"customer_id": w.contoso_us.id}, form=lambda w, role: {"move-parent": ""}),
+        values=lambda w, role: {"customer_id": w.contoso_us.id}, form=lambda w, role: {"move-parent": "Contoso Group"}),
     Row("producer.import_orders", "GET", area_route("producer", OK)),
     Row("producer.upload_orders", "POST", area_route("producer", Expect(422))),  # no file chosen
     Row("producer.commit_import", "POST", area_route("producer", Expect(422)),
