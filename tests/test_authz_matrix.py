@@ -638,9 +638,14 @@ MATRIX.extend(CUSTOMER_TREE_ROWS)
 
 def _application(w: World, role: str) -> dict[str, Any]:
     """A pending application to become a partner (made while the cell builds its URL)."""
+    from sqlalchemy import func
+
+    from portal.models import PortalRequest
     from portal.services.requests import apply_as_partner
 
-    req = apply_as_partner(create_user(f"applicant-{role}@example.com", "Applicant"), company="Matrix Co",
+    # A new applicant each time: the hostile-input probe asks again and again.
+    number = db.session.scalar(select(func.count()).select_from(PortalRequest)) + 1
+    req = apply_as_partner(create_user(f"applicant-{role}-{number}@example.com", "Applicant"), company="Matrix Co",
                            kind="reseller")
     db.session.commit()
     return {"request_id": req.id}

@@ -16,7 +16,7 @@ STATUS_LABELS = {"active": "Active", "pending": "Pending", "suspended": "Suspend
 class PartnerForm(OrganizationForm):
     """A new partner: its kind, whether it holds stock, name and contacts."""
 
-    kind = SelectField("Kind", choices=[SelectChoice(k, v) for k, v in KIND_LABELS.items()],
+    kind = SelectField("Kind of partner", choices=[SelectChoice(k, v) for k, v in KIND_LABELS.items()],
                        validators=[DataRequired("Choose the kind of partner.")])
     stocking = BooleanField("Stocking partner", description="Orders may be delivered into its stock; it assigns "
                                                              "them to customers later.")
