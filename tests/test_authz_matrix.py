@@ -633,7 +633,7 @@ MATRIX.extend(CUSTOMER_TREE_ROWS)
 # Producer staff and admins alike run these (only admins manage the producer's own users);
 # customers and partners get 404 on every one, as on a page that does not exist. The changes leave
 # the world as the other rows expect it (the hostile-input probe shares one world): a partner set
-# active again, a subsidiary moved under its own parent.
+# active again, a site of its own moved.
 
 
 def _application(w: World, role: str) -> dict[str, Any]:
@@ -656,6 +656,14 @@ def _unused_edge(w: World, role: str) -> dict[str, Any]:
     edge = add_channel_relationship(system_actor(w.acme), w.northwind, w.initech)
     db.session.commit()
     return {"edge_id": edge.id}
+
+
+def _movable_site(w: World, role: str) -> dict[str, Any]:
+    """A site of its own to move: the probe may post the page's form as it comes (the top level),
+    which must not take anything another row relies on out of its tree."""
+    site = create_organization(system_actor(w.acme), kind="customer", name="Matrix Site", parent=w.tailspin)
+    db.session.commit()
+    return {"customer_id": site.id}
 
 
 _PRODUCER_CHANGE = area_route("producer", CHANGED)
@@ -683,8 +691,8 @@ PRODUCER_CHANNEL_ROWS = [
         values=lambda w, role: {"customer_id": w.tailspin.id}, form=lambda w, role: {"org-name": "Tailspin Toys"}),
     Row("producer.add_customer_subsidiary", "POST", _PRODUCER_CHANGE, relation="own",
         values=lambda w, role: {"customer_id": w.tailspin.id}, form=lambda w, role: {"sub-name": "Tailspin West"}),
-    Row("producer.move_customer", "POST", _PRODUCER_CHANGE, relation="own",
-        values=lambda w, role: {"customer_id": w.contoso_us.id}, form=lambda w, role: {"move-parent": "Contoso Group"}),
+    Row("producer.move_customer", "POST", _PRODUCER_CHANGE, relation="own", values=_movable_site,
+        form=lambda w, role: {"move-parent": "Tailspin Toys"}),
     Row("producer.import_orders", "GET", area_route("producer", OK)),
     Row("producer.upload_orders", "POST", area_route("producer", Expect(422))),  # no file chosen
     Row("producer.commit_import", "POST", area_route("producer", Expect(422)),
