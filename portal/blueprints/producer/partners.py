@@ -453,7 +453,7 @@ def tier_drawing(focus: Organization | None) -> Drawing:
                  for k, label in KIND_LABELS.items() if kinds.get(k)]
         return ", ".join(parts) or "supplies nobody"
 
-    box_w, gap = 150, 16
+    box_w, gap = 176, 14
     columns = len(shown) + (1 if hidden else 0) + 1  # + the producer's direct buyers
     width = max(columns * (box_w + gap) + gap, 700)
     boxes: list[Box] = []
