@@ -261,7 +261,8 @@ def _check_row(plan: ImportPlan, lk: Lookups, line: int, row: dict[str, str]):
         bad("fulfilment", "Write drop_ship or stocking.")
     # The sales chain: partners by exact name, along channel edges from the producer down.
     chain: list[Organization] = []
-    names = [n.strip() for n in row.get("sales_chain", "").split(CHAIN_SEPARATOR.strip())] if row.get("sales_chain") else []
+    raw_chain = row.get("sales_chain", "")
+    names = [n.strip() for n in raw_chain.split(CHAIN_SEPARATOR.strip())] if raw_chain else []
     for name in names:
         partner, problem = _one(lk.partners_by_name.get(name.lower(), []), "partner", name) if name else (
             None, "An empty name in the sales chain.")

@@ -9,7 +9,7 @@ from portal.extensions import db
 from portal.services.activations import activate
 from portal.services.entitlements import LineSpec, attach_partner, create_entitlement
 from tests.factories import write_transaction
-from tests.producer.channel_world import channel, fresh, staff_client  # noqa: F401
+from tests.producer.channel_world import fresh
 
 HX = {"HX-Request": "true"}
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Organization
-from tests.producer.channel_world import channel, fresh, staff_client  # noqa: F401
+from tests.producer.channel_world import fresh
 
 HX = {"HX-Request": "true"}
 

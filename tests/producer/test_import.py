@@ -11,10 +11,11 @@ from portal.extensions import db
 from portal.models import Attachment, AuditEvent, Entitlement, EntitlementLine, SalesChainLink
 from portal.models.entitlements import PartnerCustomer, RowCount
 from portal.services.imports import commit_orders, validate_orders
-from tests.producer.channel_world import channel, fresh, staff_client  # noqa: F401
+from tests.producer.channel_world import fresh
 
 HX = {"HX-Request": "true"}
-HEADER = "customer,order_ref,purchase_date,sales_chain,fulfilment,sku,license_model,quantity,start_date,end_date,maintenance_end,usage_period,notes\n"
+HEADER = ("customer,order_ref,purchase_date,sales_chain,fulfilment,sku,license_model,quantity,start_date,end_date,"
+          "maintenance_end,usage_period,notes\n")
 END = (date.today() + timedelta(days=200)).isoformat()
 
 
@@ -24,7 +25,8 @@ def count(model) -> int:
 
 GOOD = HEADER + (
     "Contoso Group,PO-1,2026-01-10,Northwind Distribution > BlueSky Resellers,,STUDIO,perpetual,10,,,2027-01-10,,\n"
-    "Contoso Group,PO-1,2026-01-10,Northwind Distribution > BlueSky Resellers,,SYNC,subscription,5,2026-01-10,2027-01-09,,,\n"
+    "Contoso Group,PO-1,2026-01-10,Northwind Distribution > BlueSky Resellers,,SYNC,subscription,5,"
+    "2026-01-10,2027-01-09,,,\n"
     "Fabrikam Inc,PO-2,2026-02-01,RedRock IT,,STUDIO,perpetual,3,,,,,\n"
     ",PO-3,2026-02-02,Northwind Distribution > BlueSky Resellers,stocking,STUDIO,perpetual,4,,,,,\n"
     "Tailspin Toys,,2026-02-03,,,SYNC,usage,1000,,,,year,direct sale\n"
@@ -163,7 +165,8 @@ def test_ten_thousand_rows_in_under_30_seconds(staff_client, channel, capsys):
     started = time.perf_counter()
     answer = _upload(staff_client, data)
     checked = time.perf_counter()
-    assert answer.status_code == 200 and "5000 entitlements with 10000 lines will be created" in answer.get_data(as_text=True)
+    assert answer.status_code == 200
+    assert "5000 entitlements with 10000 lines will be created" in answer.get_data(as_text=True)
     digest = __import__("hashlib").sha256(data.encode()).hexdigest()
     answer = staff_client.post("/producer/import/commit", data={"sha256": digest})
     done = time.perf_counter()

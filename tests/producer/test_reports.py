@@ -7,7 +7,7 @@ import io
 import re
 
 from portal.blueprints.producer.reports import build_report
-from tests.producer.channel_world import TODAY, channel, staff_client  # noqa: F401
+from tests.producer.channel_world import TODAY
 
 PERIOD = TODAY.strftime("%Y-%m")
 

@@ -129,7 +129,9 @@ def why(attachment: Attachment, chain_positions: dict[tuple[int, int], int], cha
     """Why a partner is on an entitlement, in words."""
     position = chain_positions.get((attachment.entitlement_id, attachment.partner_id))
     if attachment.relation == "sold":
-        return "sold it (the seller of the sales chain)" if position is not None else "seller, attached by producer staff"
+        if position is not None:
+            return "sold it (the seller of the sales chain)"
+        return "seller, attached by producer staff"
     if attachment.relation == "distributed":
         if position is not None:
             return f"distributed it (tier {position + 1} of {chain_length} in the sales chain)"

@@ -17,6 +17,8 @@ from __future__ import annotations
 import io
 
 from flask import Response, abort, current_app, flash, redirect, request, url_for
+from wtforms import FileField, HiddenField
+from wtforms.validators import DataRequired, Length
 
 from portal import policy
 from portal.auth_session import current_actor
@@ -33,8 +35,6 @@ from portal.services.imports import (
     validate_orders,
 )
 from portal.web import accepts_upload, render
-from wtforms import FileField, HiddenField
-from wtforms.validators import DataRequired, Length
 
 PREVIEW_ORDERS = 50
 EXPORT_CHUNK = 10_000

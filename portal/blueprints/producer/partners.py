@@ -256,7 +256,8 @@ def partner_figures(partner: Organization) -> PartnerFigures:
         select(func.coalesce(func.sum(EntitlementLine.quantity), 0))
         .join(SalesChainLink, SalesChainLink.entitlement_id == EntitlementLine.entitlement_id)
         .where(SalesChainLink.partner_id == partner.id, EntitlementLine.license_model != "usage"))
-    in_stock = db.session.scalar(select(func.count()).select_from(Entitlement).where(Entitlement.owner_id == partner.id))
+    in_stock = db.session.scalar(
+        select(func.count()).select_from(Entitlement).where(Entitlement.owner_id == partner.id))
     customers = db.session.scalar(select(func.count()).select_from(PartnerCustomer)
                                   .where(PartnerCustomer.partner_id == partner.id))
     supplier, buyer = aliased(Organization), aliased(Organization)
@@ -484,7 +485,8 @@ def tier_drawing(focus: Organization | None) -> Drawing:
     height = 310
     if focus is not None:
         names = list(db.session.execute(
-            select(_buyer.id, _buyer.name, _buyer.kind).join(ChannelRelationship, ChannelRelationship.buyer_id == _buyer.id)
+            select(_buyer.id, _buyer.name, _buyer.kind)
+            .join(ChannelRelationship, ChannelRelationship.buyer_id == _buyer.id)
             .where(ChannelRelationship.supplier_id == focus.id).order_by(_buyer.name).limit(DRAWN_BUYERS)).all())
         focus_box = next(b for b in boxes if b.label == focus.name and b.kind == "distributor")
         per_row = max((width - gap) // (box_w + gap), 1)
