@@ -454,6 +454,10 @@ def tier_drawing(focus: Organization | None) -> Drawing:
                  for k, label in KIND_LABELS.items() if kinds.get(k)]
         return ", ".join(parts) or "supplies nobody"
 
+    def total(kinds: dict[str, int]) -> str:
+        count = sum(kinds.values())
+        return f"{count} partner{'s' if count != 1 else ''}"
+
     box_w, gap = 176, 14
     columns = len(shown) + (1 if hidden else 0) + 1  # + the producer's direct buyers
     width = max(columns * (box_w + gap) + gap, 700)
@@ -470,7 +474,7 @@ def tier_drawing(focus: Organization | None) -> Drawing:
         boxes.append(box)
         lines.append((top.x + top.w // 2, top.y + 56, x + box_w // 2, mid_y))
         if focus is None or focus.id != d.id:
-            boxes.append(Box(x, low_y, box_w, words(kinds), "supplied by it",
+            boxes.append(Box(x, low_y, box_w, f"Supplies {total(kinds)}", words(kinds),
                              url_for("producer.channel", q=d.name), kind="summary"))
             lines.append((x + box_w // 2, mid_y + 56, x + box_w // 2, low_y))
         x += box_w + gap
@@ -479,9 +483,10 @@ def tier_drawing(focus: Organization | None) -> Drawing:
                          url_for("producer.partners", kind="distributor"), kind="summary"))
         lines.append((top.x + top.w // 2, top.y + 56, x + box_w // 2, mid_y))
         x += box_w + gap
-    boxes.append(Box(x, low_y, box_w, words(direct), "supplied directly",
+    # Partners the producer supplies directly are a tier below it too, beside the distributors.
+    boxes.append(Box(x, mid_y, box_w, f"Direct: {total(direct)}", words(direct),
                      url_for("producer.channel", q=producer.name if producer else ""), kind="summary"))
-    lines.append((top.x + top.w // 2, top.y + 56, x + box_w // 2, low_y))
+    lines.append((top.x + top.w // 2, top.y + 56, x + box_w // 2, mid_y))
     height = 310
     if focus is not None:
         names = list(db.session.execute(
