@@ -26,6 +26,7 @@ from portal.models import (
     Activation,
     Attachment,
     AuditEvent,
+    ChannelRelationship,
     Entitlement,
     EntitlementLine,
     Membership,
@@ -195,6 +196,7 @@ RESOLVERS: dict[str, Callable[[policy.Actor], Any]] = {
     "release_id": _attr(_release, "id"),
     "version": _attr(_release, "version"),
     "file_id": _release_file,
+    "edge_id": lambda a: _scalar(select(ChannelRelationship.id).order_by(ChannelRelationship.id)),
 }
 
 

@@ -1,4 +1,4 @@
-"""``flask portal ...``: demo, seed, worker, mail, export, invite."""
+"""``flask portal ...``: demo, seed, worker, mail, export, import, invite."""
 
 from __future__ import annotations
 
@@ -75,6 +75,33 @@ def register_cli(app: Flask) -> None:
 
         rows = export_entitlements_csv(system_actor(_producer()), output)
         click.echo(f"{rows} entitlements exported", err=True)
+
+    @portal_group.command("import")
+    @click.argument("file", type=click.File("rb"))
+    @click.option("--dry-run", is_flag=True, help="Check every row and show what would be created; write nothing.")
+    def import_command(file, dry_run: bool):
+        """Import orders from a CSV file (docs/import.md): all rows or none."""
+        from portal.policy import system_actor
+        from portal.services.imports import commit_orders, validate_orders
+
+        started = time.monotonic()
+        begin_write()
+        plan = validate_orders(file.read())
+        if not plan.ok:
+            db.session.rollback()
+            for error in plan.errors:
+                click.echo(f"line {error.line}: {error.column + ': ' if error.column else ''}{error.message}", err=True)
+            if plan.error_count > len(plan.errors):
+                click.echo(f"... {plan.error_count - len(plan.errors)} more errors", err=True)
+            raise click.ClickException(f"{plan.error_count} errors in {plan.rows} rows: nothing was imported.")
+        summary = f"{len(plan.orders)} entitlements with {plan.line_count} lines from {plan.rows} rows"
+        if dry_run:
+            db.session.rollback()
+            click.echo(f"Valid: {summary} would be created (dry run, nothing written).")
+            return
+        commit_orders(system_actor(_producer()), plan)
+        db.session.commit()
+        click.echo(f"Imported {summary} in {time.monotonic() - started:.1f}s.")
 
     @portal_group.command("worker")
     @click.option("--once", is_flag=True, help="Deliver what is due, then stop.")

@@ -807,6 +807,28 @@ def _producer_join(w: World) -> dict[str, Any]:
     return {"request_id": req.id}
 
 
+# --- Producer: channel, customers, import, reports (issue 10, items 3, 4, 7, 9) -------------------
+# Producer staff and admins alike run these (only admins manage the producer's own users);
+# customers and partners get 404 on every one, as on a page that does not exist. The changes leave
+# the world as the other rows expect it (the hostile-input probe shares one world): a partner set
+# active again, a site of its own moved.
+
+
+def _application(w: World, role: str) -> dict[str, Any]:
+    """A pending application to become a partner (made while the cell builds its URL)."""
+    from sqlalchemy import func
+
+    from portal.models import PortalRequest
+    from portal.services.requests import apply_as_partner
+
+    # A new applicant each time: the hostile-input probe asks again and again.
+    number = db.session.scalar(select(func.count()).select_from(PortalRequest)) + 1
+    req = apply_as_partner(create_user(f"applicant-{role}-{number}@example.com", "Applicant"), company="Matrix Co",
+                           kind="reseller")
+    db.session.commit()
+    return {"request_id": req.id}
+
+
 def _failed_mail(w: World) -> dict[str, Any]:
     from portal.services.mail import queue_email
 
@@ -858,6 +880,59 @@ PRODUCER_ROWS.append(Row(
         select(Attachment.id).where(Attachment.entitlement_id == w.entitlements["contoso"].id,
                                     Attachment.partner_id == w.initech.id))}))
 MATRIX.extend(PRODUCER_ROWS)
+
+
+def _unused_edge(w: World, role: str) -> dict[str, Any]:
+    """A channel edge no sales chain runs along (removable)."""
+    edge = add_channel_relationship(system_actor(w.acme), w.northwind, w.initech)
+    db.session.commit()
+    return {"edge_id": edge.id}
+
+
+def _movable_site(w: World, role: str) -> dict[str, Any]:
+    """A site of its own to move: the probe may post the page's form as it comes (the top level),
+    which must not take anything another row relies on out of its tree."""
+    site = create_organization(system_actor(w.acme), kind="customer", name="Matrix Site", parent=w.tailspin)
+    db.session.commit()
+    return {"customer_id": site.id}
+
+
+_PRODUCER_CHANGE = area_route("producer", CHANGED)
+PRODUCER_CHANNEL_ROWS = [
+    Row("producer.partners", "GET", area_route("producer", OK), values={"q": "Blue", "kind": "reseller"}),
+    Row("producer.create_partner", "POST", _PRODUCER_CHANGE,
+        form=lambda w, role: {"name": f"Matrix Partner {role}", "kind": "reseller"}),
+    Row("producer.decide_application", "POST", _PRODUCER_CHANGE, values=_application,
+        form=lambda w, role: {f"r-{_last_request()}-decision": "reject"}),
+    Row("producer.partner", "GET", area_route("producer", OK), relation="own",
+        values=lambda w, role: {"partner_id": w.bluesky.id}),
+    Row("producer.edit_partner", "POST", _PRODUCER_CHANGE, relation="own",
+        values=lambda w, role: {"partner_id": w.bluesky.id},
+        form=lambda w, role: {"name": "BlueSky Resellers", "phone": "+1 555"}),
+    Row("producer.partner_status", "POST", _PRODUCER_CHANGE, relation="own",
+        values=lambda w, role: {"partner_id": w.redrock.id}, form=lambda w, role: {"status": "active"}),
+    Row("producer.channel", "GET", area_route("producer", OK), values=lambda w, role: {"focus": w.northwind.id}),
+    Row("producer.add_edge", "POST", _PRODUCER_CHANGE,
+        form=lambda w, role: {"supplier_id": w.acme.id, "buyer_id": w.initech.id}),
+    Row("producer.remove_edge", "POST", _PRODUCER_CHANGE, values=_unused_edge),
+    Row("producer.customers", "GET", area_route("producer", OK), values=lambda w, role: {"under": w.contoso.id}),
+    Row("producer.customer", "GET", area_route("producer", OK), relation="own",
+        values=lambda w, role: {"customer_id": w.contoso.id}),
+    Row("producer.edit_customer", "POST", _PRODUCER_CHANGE, relation="own",
+        values=lambda w, role: {"customer_id": w.tailspin.id}, form=lambda w, role: {"org-name": "Tailspin Toys"}),
+    Row("producer.add_customer_subsidiary", "POST", _PRODUCER_CHANGE, relation="own",
+        values=lambda w, role: {"customer_id": w.tailspin.id}, form=lambda w, role: {"sub-name": "Tailspin West"}),
+    Row("producer.move_customer", "POST", _PRODUCER_CHANGE, relation="own", values=_movable_site,
+        form=lambda w, role: {"move-parent": "Tailspin Toys"}),
+    Row("producer.import_orders", "GET", area_route("producer", OK)),
+    Row("producer.upload_orders", "POST", area_route("producer", Expect(422))),  # no file chosen
+    Row("producer.commit_import", "POST", area_route("producer", Expect(422)),
+        form=lambda w, role: {"sha256": "0" * 64}),  # no such stored file
+    Row("producer.export_entitlements", "GET", area_route("producer", OK)),
+    Row("producer.reports", "GET", area_route("producer", OK), values={"group": "tier", "period": "quarter"}),
+    Row("producer.reports_csv", "GET", area_route("producer", OK)),
+]
+MATRIX.extend(PRODUCER_CHANNEL_ROWS)
 
 # Endpoints anonymous may open (everything else is protected by default), with the reason.
 PUBLIC: dict[str, str] = {

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Organization, User
+from tests.producer.channel_world import channel, staff_client  # noqa: F401 (fixtures of the channel pages)
 
 HX = {"HX-Request": "true"}
 

@@ -20,9 +20,13 @@ def _producer_globals() -> dict:
 from portal.blueprints.producer import (  # noqa: E402,F401
     audit,
     catalog,
+    customers,
     entitlements,
+    exchange,
     home,
     mail,
     notifications,
+    partners,
+    reports,
     requests,
 )
