@@ -188,9 +188,25 @@ def actor_for(user: User, org: Organization, **context: Any) -> Actor | None:
 # --- query scopes -------------------------------------------------------------------------
 
 
+def path_within(path: str):
+    """WHERE clause: ``Organization.path`` starts with ``path`` (an organization's "/1/7/"), as a
+    range of the path index rather than a LIKE, which SQLite cannot serve from an index when it
+    carries an ESCAPE clause. Paths hold only digits and slashes and ``path`` ends with "/", so
+    "starts with /1/7/" is exactly "from /1/7/ up to, not including, /1/70" in byte order
+    (the character after "/" is "0"). PostgreSQL compares bytes with the pattern operators that
+    its ``varchar_pattern_ops`` index answers; SQLite's default collation compares bytes."""
+    if not path.endswith("/") or not path.startswith("/"):
+        raise ValueError(f"not an organization path: {path!r}")
+    below = path[:-1] + chr(ord(path[-1]) + 1)
+    column = Organization.path
+    if db.engine.dialect.name == "postgresql":
+        return column.op("~>=~", is_comparison=True)(path) & column.op("~<~", is_comparison=True)(below)
+    return (column >= path) & (column < below)
+
+
 def subtree_org_ids(org: Organization) -> Select:
-    """Ids of an organization and all its descendants (one indexed prefix match)."""
-    return select(Organization.id).where(Organization.path.startswith(org.path, autoescape=True))
+    """Ids of an organization and all its descendants (one index range: ``path_within``)."""
+    return select(Organization.id).where(path_within(org.path))
 
 
 def partner_entitlement_ids(partner_id: int) -> Select:
@@ -817,6 +833,7 @@ __all__ = [
     "load_request",
     "load_tree_organization",
     "own_attachment",
+    "path_within",
     "sees_entitlement",
     "system_actor",
     "transfer_recipient_by_exact_name",
