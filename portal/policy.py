@@ -209,6 +209,10 @@ def subtree_org_ids(org: Organization) -> Select:
     return select(Organization.id).where(path_within(org.path))
 
 
+# Built once: making an aliased class costs more than the rest of the scope (it is immutable).
+_HELD = aliased(Entitlement, name="held")
+
+
 def partner_entitlement_ids(partner_id: int) -> Select:
     """Entitlements a partner sees: those it is attached to, and those it holds in stock.
 
@@ -222,7 +226,7 @@ def partner_entitlement_ids(partner_id: int) -> Select:
         )
         return query if entitlement_id is None else query.where(Attachment.entitlement_id == entitlement_id)
 
-    held = aliased(Entitlement)
+    held = _HELD
     stock = select(held.id).where(held.owner_id == partner_id, ~attached_to(held.id).exists())
     return union_all(attached_to(), stock)
 
