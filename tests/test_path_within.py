@@ -20,22 +20,31 @@ def forest(make):
         if orgs and len(orgs) % 3:
             parent = orgs[-1] if len(orgs) % 3 == 2 else orgs[len(orgs) // 2]
         orgs.append(make.customer(parent=parent))
-    # Children under a single-digit id and under ids starting with the same digit.
     for root in (orgs[0], orgs[1]):
         child = make.customer(parent=root)
         make.customer(parent=child)
+    # The tricky neighbours, whatever ids the database hands out: /7/ and /70/, /71/, a child of
+    # /7/ whose id starts with 0's neighbour digits, and one of /70/.
+    base = 9_000_007
+    tricky = [(base, None), (base * 10, None), (base * 10 + 1, None), (base * 100, base), (base * 10 + 2, base * 10)]
+    paths: dict[int, str] = {}
+    for org_id, parent_id in tricky:
+        paths[org_id] = Organization.path_under(None, org_id) if parent_id is None else f"{paths[parent_id]}{org_id}/"
+        db.session.add(Organization(id=org_id, kind="customer", name=f"Tricky {org_id}", parent_id=parent_id,
+                                    path=paths[org_id]))
+    db.session.commit()
     return db.session.scalars(select(Organization)).all()
 
 
 def test_range_finds_exactly_the_prefix_matches(forest):
-    ids = {org.id for org in forest}
-    assert {2, 20, 21, 22} <= ids or {1, 10, 11, 12} <= ids  # the tricky neighbours exist
+    base = 9_000_007
     for root in forest:
         found = set(db.session.scalars(subtree_org_ids(root)))
         expected = {org.id for org in forest if org.path.startswith(root.path)}
         assert found == expected, root.path
-    tricky = [org for org in forest if org.path in ("/2/", "/1/")]
-    assert tricky and all(len(set(db.session.scalars(subtree_org_ids(org)))) >= 1 for org in tricky)
+    by_id = {org.id: org for org in forest}
+    assert set(db.session.scalars(subtree_org_ids(by_id[base]))) == {base, base * 100}
+    assert set(db.session.scalars(subtree_org_ids(by_id[base * 10]))) == {base * 10, base * 10 + 2}
 
 
 def test_only_organization_paths_are_accepted(app):
