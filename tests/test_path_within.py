@@ -49,7 +49,7 @@ def test_range_finds_exactly_the_prefix_matches(forest):
 
 def test_only_organization_paths_are_accepted(app):
     for bad in ("", "/2", "2/", "2"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not an organization path"):
             path_within(bad)
 
 
