@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / ".data"
 POSTGRES_SERVER = os.environ.get("PORTAL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 RANDOM_SEED = 1
+# The PostgreSQL databases are named <prefix>_1k, <prefix>_race...: set PORTAL_BENCH_PREFIX when
+# several checkouts share one server, so that one checkout's seed never drops another's.
+PREFIX = os.environ.get("PORTAL_BENCH_PREFIX", "portal_bench")
 # Bench users sign in with this local password (set through the services, see bench/actors.py).
 BENCH_SECRET_KEY = "bench-secret-key-not-for-production"  # noqa: S105
 
@@ -60,7 +63,7 @@ def postgres_url(database: str) -> str:
 
 def database_url(kind: str, size: Size) -> str:
     if kind == "postgresql":
-        return postgres_url(f"portal_bench_{size.label}")
+        return postgres_url(f"{PREFIX}_{size.label}")
     return f"sqlite:///{DATA / f'portal_bench_{size.label}.db'}"
 
 

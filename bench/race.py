@@ -43,7 +43,7 @@ class RaceResult:
 
 def _url(kind: str) -> str:
     if kind == "postgresql":
-        return datasets.postgres_url("portal_bench_race")
+        return datasets.postgres_url(f"{datasets.PREFIX}_race")
     return f"sqlite:///{datasets.DATA / 'portal_bench_race.db'}"
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from flask import Flask, current_app, g, request, session
+from flask import Flask, current_app, g, has_app_context, request, session
 from flask_login import current_user, logout_user
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, contains_eager
 
 from portal.extensions import db, login_manager
 from portal.models import Membership, Organization, User
@@ -47,20 +48,36 @@ def init_app(app: Flask) -> None:
         session["seen_at"] = now
 
 
+@event.listens_for(Session, "after_commit")
+def _forget_memberships(_session) -> None:
+    """A commit may have changed the signed-in user's memberships: the switcher reads them again."""
+    if has_app_context():
+        g.pop("_memberships", None)
+
+
 def _seconds(value: timedelta | int | float) -> float:
     """Config durations: a timedelta in instance/config.py, seconds from PORTAL_* variables."""
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def memberships_of(user: User) -> list[Membership]:
-    """The user's memberships in active organizations, producer first, then by name."""
+    """The user's memberships in active organizations, producer first, then by name.
+
+    One statement with their organizations, once per request: the actor and the top bar's
+    organization switcher ask for the same list (cached in ``g`` for that user).
+    """
+    cached = g.get("_memberships")
+    if cached is not None and cached[0] == user.id:
+        return cached[1]
     order = {"producer": 0, "distributor": 1, "reseller": 2, "service_provider": 3, "customer": 4}
     rows = db.session.scalars(
-        select(Membership).join(Organization).where(
+        select(Membership).join(Organization).options(contains_eager(Membership.org)).where(
             Membership.user_id == user.id, Organization.status == "active"
         )
     ).all()
-    return sorted(rows, key=lambda m: (order[m.org.kind], m.org.name))
+    memberships = sorted(rows, key=lambda m: (order[m.org.kind], m.org.name))
+    g._memberships = (user.id, memberships)
+    return memberships
 
 
 def current_actor() -> Actor | None:

@@ -195,9 +195,29 @@ def actor_for(user: User, org: Organization, **context: Any) -> Actor | None:
 # --- query scopes -------------------------------------------------------------------------
 
 
+def path_within(path: str):
+    """WHERE clause: ``Organization.path`` starts with ``path`` (an organization's "/1/7/"), as a
+    range of the path index rather than a LIKE, which SQLite cannot serve from an index when it
+    carries an ESCAPE clause. Paths hold only digits and slashes and ``path`` ends with "/", so
+    "starts with /1/7/" is exactly "from /1/7/ up to, not including, /1/70" in byte order
+    (the character after "/" is "0"). PostgreSQL compares bytes with the pattern operators that
+    its ``varchar_pattern_ops`` index answers; SQLite's default collation compares bytes."""
+    if not path.endswith("/") or not path.startswith("/"):
+        raise ValueError(f"not an organization path: {path!r}")
+    below = path[:-1] + chr(ord(path[-1]) + 1)
+    column = Organization.path
+    if db.engine.dialect.name == "postgresql":
+        return column.op("~>=~", is_comparison=True)(path) & column.op("~<~", is_comparison=True)(below)
+    return (column >= path) & (column < below)
+
+
 def subtree_org_ids(org: Organization) -> Select:
-    """Ids of an organization and all its descendants (one indexed prefix match)."""
-    return select(Organization.id).where(Organization.path.startswith(org.path, autoescape=True))
+    """Ids of an organization and all its descendants (one index range: ``path_within``)."""
+    return select(Organization.id).where(path_within(org.path))
+
+
+# Built once: making an aliased class costs more than the rest of the scope (it is immutable).
+_HELD = aliased(Entitlement, name="held")
 
 
 def partner_entitlement_ids(partner_id: int) -> Select:
@@ -213,7 +233,7 @@ def partner_entitlement_ids(partner_id: int) -> Select:
         )
         return query if entitlement_id is None else query.where(Attachment.entitlement_id == entitlement_id)
 
-    held = aliased(Entitlement)
+    held = _HELD
     stock = select(held.id).where(held.owner_id == partner_id, ~attached_to(held.id).exists())
     return union_all(attached_to(), stock)
 
@@ -230,6 +250,29 @@ def entitlement_scope(actor: Actor):
             clause = clause & (Entitlement.owner_id == actor.customer_id)
         return clause
     return false()
+
+
+def entitlement_row_scope(actor: Actor):
+    """``entitlement_scope`` for a query that finds one entitlement by its key (a loader).
+
+    The same rows; for a partner, an EXISTS on its live attachment to that one row (or the row
+    being its stock) instead of the list of every id it sees, which the database would build
+    and hash for a single row."""
+    if not actor.is_partner:
+        return entitlement_scope(actor)
+    partner_id = actor.org.id
+    own = aliased(Attachment)  # the outer query may select attachments too (visible_attachments)
+    attached = (
+        select(own.id)
+        .where(own.entitlement_id == Entitlement.id, own.partner_id == partner_id,
+               own.active.is_(True), own.can_view.is_(True))
+        .correlate(Entitlement)
+        .exists()
+    )
+    clause = or_(Entitlement.owner_id == partner_id, attached)
+    if actor.customer_id is not None:
+        clause = clause & (Entitlement.owner_id == actor.customer_id)
+    return clause
 
 
 def visible_entitlements(actor: Actor) -> Select:
@@ -376,7 +419,7 @@ def visible_attachments(actor: Actor, entitlement: Entitlement) -> Select:
     query = (
         select(Attachment)
         .join(Entitlement, Entitlement.id == Attachment.entitlement_id)
-        .where(Attachment.entitlement_id == entitlement.id, entitlement_scope(actor), attachment_scope(actor))
+        .where(Attachment.entitlement_id == entitlement.id, entitlement_row_scope(actor), attachment_scope(actor))
     )
     return query.order_by(Attachment.granted_at, Attachment.id)
 
@@ -805,14 +848,14 @@ def _one_or_404(query: Select):
 
 
 def load_entitlement(actor: Actor, code: str) -> Entitlement:
-    return _one_or_404(visible_entitlements(actor).where(Entitlement.code == code))
+    return _one_or_404(select(Entitlement).where(Entitlement.code == code, entitlement_row_scope(actor)))
 
 
 def load_line(actor: Actor, line_id: int) -> EntitlementLine:
     return _one_or_404(
         select(EntitlementLine)
         .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
-        .where(EntitlementLine.id == line_id, entitlement_scope(actor))
+        .where(EntitlementLine.id == line_id, entitlement_row_scope(actor))
     )
 
 
@@ -821,7 +864,7 @@ def load_activation(actor: Actor, activation_id: int) -> Activation:
         select(Activation)
         .join(EntitlementLine, EntitlementLine.id == Activation.line_id)
         .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
-        .where(Activation.id == activation_id, entitlement_scope(actor))
+        .where(Activation.id == activation_id, entitlement_row_scope(actor))
     )
 
 
@@ -958,6 +1001,7 @@ __all__ = [
     "download_entitlement_scope",
     "download_rights",
     "entitling_entitlement",
+    "entitlement_row_scope",
     "entitlement_scope",
     "hierarchy_path",
     "join_requests_to_tree",
@@ -975,6 +1019,7 @@ __all__ = [
     "load_request",
     "load_tree_organization",
     "own_attachment",
+    "path_within",
     "sees_entitlement",
     "system_actor",
     "transfer_recipient_by_exact_name",

@@ -41,12 +41,24 @@ class Activation(db.Model):
     activated_by_org_id: Mapped[int | None] = mapped_column(ForeignKey("organization.id"))
     returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     returned_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    # The compact JWS issued at activation (the .lic file).
-    certificate: Mapped[str | None] = mapped_column(Text)
+    # The compact JWS of the .lic file, when one was stored (older activations). Activating
+    # does not write it (an UPDATE more while the line is locked): ``certificate`` signs it.
+    stored_certificate: Mapped[str | None] = mapped_column("certificate", Text)
 
     line: Mapped[EntitlementLine] = relationship()
     activated_by: Mapped[User | None] = relationship(foreign_keys=[activated_by_id])
     activated_by_org: Mapped[Organization | None] = relationship(foreign_keys=[activated_by_org_id])
+
+    @property
+    def certificate(self) -> str:
+        """The license certificate: the stored one, else signed now with the activation's own
+        time as issue time. Ed25519 signatures are deterministic, so an activation gets the same
+        certificate at every download (while its line's terms stay the same)."""
+        if self.stored_certificate:
+            return self.stored_certificate
+        from portal.services.licenses import issue_certificate
+
+        return issue_certificate(self, now=self.activated_at)
 
 
 class UsageRecord(db.Model):

@@ -130,9 +130,9 @@ class Attachment(db.Model):
             sqlite_where=text("active"),
             postgresql_where=text("active"),
         ),
-        # Serves the partner scope: EXISTS (... partner_id = ? AND active AND entitlement_id = e.id).
-        Index("ix_attachment_partner_scope", "partner_id", "active", "entitlement_id"),
-        # What a partner sees (policy.partner_entitlement_ids), read from the index alone.
+        # What a partner sees (policy.partner_entitlement_ids), read from the index alone; it also
+        # serves every other question by partner (ix_attachment_partner_scope, a prefix of it, went
+        # in migration 0005_perf: no plan used it).
         Index("ix_attachment_partner_visible", "partner_id", "active", "can_view", "entitlement_id"),
     )
 

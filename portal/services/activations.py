@@ -5,15 +5,15 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import joinedload
 
 from portal.database import holds_write_lock
 from portal.extensions import db
-from portal.models import Activation, EntitlementLine, UsageRecord, utcnow
+from portal.models import Activation, Entitlement, EntitlementLine, UsageRecord, utcnow
 from portal.policy import Actor, can
 from portal.services.audit import record
 from portal.services.errors import Conflict, NotAllowed, ServiceError
-from portal.services.licenses import issue_certificate
 
 HOST_ID = re.compile(r"[A-Za-z0-9:._-]{1,128}")
 
@@ -35,15 +35,23 @@ def seats_used(line_id: int) -> int:
     )
 
 
-def _lock_line(line: EntitlementLine) -> None:
-    """Serialize seat changes on one line across processes.
+def _lock_line(line: EntitlementLine) -> EntitlementLine:
+    """Serialize seat changes on one line across processes; returns the line, read again.
 
     PostgreSQL: ``SELECT ... FOR UPDATE`` on the line row. SQLite: the transaction must
     have begun IMMEDIATE (``begin_write``), which already holds the database's write lock.
+    The same statement (re)loads the line's quantity and dates as they are under the lock, with
+    its entitlement and owner, which the policy check and the audit event need next.
     """
     if not holds_write_lock():
         raise RuntimeError("seat changes on SQLite need begin_write() before the transaction's first query")
-    db.session.execute(select(EntitlementLine.id).where(EntitlementLine.id == line.id).with_for_update())
+    return db.session.scalars(
+        select(EntitlementLine)
+        .options(joinedload(EntitlementLine.entitlement, innerjoin=True).joinedload(Entitlement.owner, innerjoin=True))
+        .where(EntitlementLine.id == line.id)
+        .with_for_update(of=EntitlementLine)
+        .execution_options(populate_existing=True)
+    ).one()
 
 
 def _check_line_usable(line: EntitlementLine, today: date) -> None:
@@ -70,6 +78,9 @@ def activate(
 
     Activating the same host on the same line again returns the existing activation.
     """
+    # Locked first: the policy then reads the line, entitlement and owner of that one statement
+    # (nothing is written before the checks; a refusal rolls the lock back with the rest).
+    line = _lock_line(line)
     if not can(actor, "activate", line):
         raise NotAllowed("You may not activate seats of this entitlement.")
     host_id = clean_host_id(host_id)
@@ -80,16 +91,16 @@ def activate(
         raise ServiceError("Keep the name under 200 characters.", field="friendly_name")
     today = today or utcnow().date()
     _check_line_usable(line, today)
-
-    _lock_line(line)
-    existing = db.session.scalar(
-        select(Activation).where(
-            Activation.line_id == line.id, Activation.host_id == host_id, Activation.active.is_(True)
-        )
-    )
-    if existing is not None:
-        return existing, False
-    free = line.quantity - seats_used(line.id)
+    # Seats in use and this host's live activation, in one statement after the lock (in the
+    # locking statement itself they would come from its snapshot, taken before the wait).
+    used, existing_id = db.session.execute(
+        select(func.coalesce(func.sum(Activation.seats), 0),
+               func.max(case((Activation.host_id == host_id, Activation.id))))
+        .where(Activation.line_id == line.id, Activation.active.is_(True))
+    ).one()
+    if existing_id is not None:
+        return db.session.get(Activation, existing_id), False
+    free = line.quantity - used
     if seats > free:
         raise Conflict(f"Only {max(free, 0)} of {line.quantity} seats are free.", field="seats")
     activation = Activation(
@@ -104,7 +115,6 @@ def activate(
     )
     db.session.add(activation)
     db.session.flush()
-    activation.certificate = issue_certificate(activation)
     owner = line.entitlement.owner
     record(actor, "activation.create", activation, subject_org=owner, on_behalf_of=actor.on_behalf_of(owner), details={
         "code": line.entitlement.code, "line_id": line.id, "host_id": host_id, "seats": seats,

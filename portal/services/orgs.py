@@ -12,7 +12,7 @@ from portal.models import (
     User,
 )
 from portal.models.orgs import ORG_KINDS, PARTNER_KINDS, ROLES_BY_KIND
-from portal.policy import Actor, can, system_actor
+from portal.policy import Actor, can, path_within, system_actor
 from portal.services.audit import record
 from portal.services.errors import Conflict, NotAllowed, ServiceError
 
@@ -159,7 +159,7 @@ def move_organization(actor: Actor, org: Organization, new_parent: Organization 
     # Rewrite every descendant's path (and the org's own) in one statement.
     db.session.execute(
         update(Organization)
-        .where(Organization.path.startswith(old_path, autoescape=True))
+        .where(path_within(old_path))
         .values(path=literal(new_path, String) + func.substr(Organization.path, len(old_path) + 1))
         .execution_options(synchronize_session=False)
     )

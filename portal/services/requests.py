@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from portal.extensions import db
 from portal.models import Entitlement, Membership, Organization, PortalRequest, User, utcnow
 from portal.models.orgs import PARTNER_KINDS
-from portal.policy import Actor, can
+from portal.policy import Actor, can, path_within
 from portal.services.accounts import invite_user, normalize_email
 from portal.services.audit import record, record_user_event
 from portal.services.entitlements import attach_partner, transfer_entitlement
@@ -289,7 +289,7 @@ def _carry_out(actor: Actor, req: PortalRequest) -> None:
         entitlements = list(db.session.scalars(
             select(Entitlement).where(Entitlement.code.in_(codes),
                                       Entitlement.owner_id.in_(select(Organization.id).where(
-                                          Organization.path.startswith(req.target_org.path, autoescape=True))))
+                                          path_within(req.target_org.path))))
         ))
         if not entitlements:
             raise ServiceError("None of the requested entitlements belongs to this customer.")
@@ -317,7 +317,7 @@ def _carry_out_invitation(actor: Actor, req: PortalRequest) -> None:
     entitlements = list(db.session.scalars(
         select(Entitlement).where(Entitlement.code.in_(details.get("codes", [])),
                                   Entitlement.owner_id.in_(select(Organization.id).where(
-                                      Organization.path.startswith(customer.path, autoescape=True))))
+                                      path_within(customer.path))))
         .order_by(Entitlement.code)))
     if not entitlements:
         raise ServiceError(f"None of the chosen entitlements belongs to {customer.name} any more.")
