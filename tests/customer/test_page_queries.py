@@ -17,7 +17,7 @@ from tests.factories import write_transaction
 PAGES = [
     "/customer/", "/customer/panels/seats", "/customer/panels/expiring", "/customer/panels/usage",
     "/customer/panels/activations", "/customer/panels/partners", "/customer/panels/requests",
-    "/customer/entitlements", "/customer/entitlements?q=host&sort=organization&status=active",
+    "/customer/panels/inbox", "/customer/entitlements", "/customer/entitlements?q=host&sort=organization&status=active",
     "/customer/entitlements.csv",
 ]
 # Budgets: the statements each answer ran when this was written (SQLite and PostgreSQL alike; a
@@ -26,8 +26,9 @@ PAGES = [
 BUDGET = {
     "/customer/": 8, "/customer/panels/seats": 5, "/customer/panels/expiring": 6, "/customer/panels/usage": 6,
     "/customer/panels/activations": 5, "/customer/panels/partners": 5, "/customer/panels/requests": 6,
+    "/customer/panels/inbox": 6,
     "/customer/entitlements": 15, "/customer/entitlements?q=host&sort=organization&status=active": 15,
-    "/customer/entitlements.csv": 13, "entitlement": 15, "activate": 24, "return": 26,
+    "/customer/entitlements.csv": 13, "entitlement": 15, "visibility": 11, "activate": 24, "return": 26,
 }
 
 
@@ -56,6 +57,8 @@ def _grow(make, system, customer, partners, products, n: int) -> None:
             record_usage(system, entitlement.lines[2], 150)
             make.attach(entitlement, partners[2 + i % 2])
         request_to_join(make.user(decoy, "member"), customer, message=f"join {i}")
+        make.message(customer, f"Notice {i}")
+        make.message(decoy, f"Decoy notice {i}")
     db.session.commit()
 
 
@@ -92,6 +95,9 @@ def test_customer_pages_do_not_grow_with_rows(make, login_as, count_queries, wor
         with count_queries() as counter:
             assert client.get(f"/customer/entitlements/{code}").status_code == 200
         counts["entitlement"] = counter.count
+        with count_queries() as counter:
+            assert client.get(f"/customer/entitlements/{code}/visibility", headers=HX).status_code == 200
+        counts["visibility"] = counter.count
         with count_queries() as counter:
             response = client.post(f"/customer/lines/{line_id}/activations", headers=HX,
                                    data={f"line-{line_id}-host_id": f"new-host-{next(hosts)}",
