@@ -357,12 +357,14 @@ def _access_request(w: World, key: str) -> dict[str, Any]:
     from portal.models import PortalRequest
     from portal.services.requests import request_partner_access
 
-    partner = {"contoso": w.redrock, "fabrikam": w.bluesky, "tailspin": w.initech, "contoso_de": w.redrock}[key]
+    partner = {"contoso": w.redrock, "fabrikam": w.bluesky, "tailspin": w.initech,
+               "contoso_de": w.redrock}[key]
     pending = db.session.scalar(select(PortalRequest.id).where(  # the hostile-input probe asks again and again
         PortalRequest.requester_org_id == partner.id, PortalRequest.target_org_id == w.orgs[key].id,
         PortalRequest.kind == "partner_access", PortalRequest.state == "pending"))
     if pending is None:
-        actor = policy.Actor(user=_user_in(partner, f"asker@{key.replace('_', '-')}.example"), org=partner, role="admin")
+        asker = _user_in(partner, f"asker@{key.replace('_', '-')}.example")
+        actor = policy.Actor(user=asker, org=partner, role="admin")
         pending = request_partner_access(actor, w.orgs[key], [_entitlement_of(w, key).code], permissions=["view"]).id
         db.session.commit()
     return {"request_id": pending}
@@ -377,7 +379,8 @@ def _transfer_request(w: World, key: str, role: str) -> dict[str, Any]:
     pending = db.session.scalar(select(PortalRequest.id).where(  # the hostile-input probe asks again and again
         PortalRequest.entitlement_id == entitlement.id, PortalRequest.state == "pending"))
     if pending is None:
-        email = _email_of(role) if key == "contoso" and role == "customer_admin" else f"other.admin@{key.replace('_', '-')}.example"
+        own_admin = key == "contoso" and role == "customer_admin"
+        email = _email_of(role) if own_admin else f"other.admin@{key.replace('_', '-')}.example"
         actor = policy.Actor(user=_user_in(w.orgs[key], email), org=w.orgs[key], role="admin")
         pending = request_transfer(actor, entitlement, w.fabrikam).id
         db.session.commit()

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from portal.database import begin_write
 from portal.extensions import db
 from portal.models import Attachment
+from portal.policy import Actor
 from portal.services.activations import record_usage
 from portal.services.entitlements import revoke_attachment
-from portal.policy import Actor
 from portal.services.inbox import mark_read
 from portal.services.requests import request_partner_access, request_to_join
 from tests.customer.conftest import HX

@@ -17,8 +17,17 @@ from portal.auth_session import current_actor
 from portal.blueprints.customer import bp
 from portal.blueprints.customer import queries as q
 from portal.extensions import db
-from portal.models import (Activation, Attachment, Entitlement, EntitlementLine, Notification, NotificationMessage,
-                           Organization, PortalRequest, Product)
+from portal.models import (
+    Activation,
+    Attachment,
+    Entitlement,
+    EntitlementLine,
+    Notification,
+    NotificationMessage,
+    Organization,
+    PortalRequest,
+    Product,
+)
 from portal.services.inbox import unread_messages
 from portal.web import render
 
