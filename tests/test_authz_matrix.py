@@ -79,6 +79,7 @@ ROLES = (*MEMBER_ROLES, ANONYMOUS, NO_MEMBERSHIP)
 EXTRA_ROLES: dict[str, tuple[str, str, str]] = {
     "subsidiary_member": ("customer", "contoso_de", "member"),
 }
+SUBSIDIARY = "subsidiary_member"  # every customer.* row names its answer (a meta-test checks)
 GUARDED_AREAS = ("customer", "partner", "producer")  # blueprints with a require_area guard
 
 
@@ -248,23 +249,60 @@ def _rehost_form(key: str) -> Callable[[World, str], dict[str, Any]]:
 # The customer portal's entitlement pages and activations. Relations: Contoso's entitlement
 # ("own": customer roles see it), Fabrikam's ("another_partner") and Tailspin's ("another_customer"):
 # never anything but 404 for our customer roles. Members activate, return and rehost like admins.
-_RELATION_OWNERS = {"own": "contoso", "another_partner": "fabrikam", "another_customer": "tailspin"}
+# "subtree": Contoso Germany's entitlement, seen by Contoso's roles and by the subsidiary member, to
+# whom Contoso Group's own ("own") is 404 like another customer's.
+_RELATION_OWNERS = {"own": "contoso", "another_partner": "fabrikam", "another_customer": "tailspin",
+                    "subtree": "contoso_de"}
+
+
+def _subtree_entitlement(w: World) -> Entitlement:
+    """Contoso Germany's entitlement (the subsidiary member's subtree), sold direct, with Initech
+    attached and one activation; made when a cell first asks for it, so that the world of every
+    other row stays as it counts on (Contoso Germany owns nothing, and can be deleted)."""
+    if "contoso_de" not in w.entitlements:
+        system = system_actor(w.acme)
+        line = LineSpec(db.session.scalar(select(Product)), "perpetual", 10, maintenance_end=date(2099, 12, 31))
+        entitlement = create_entitlement(system, owner=w.contoso_de, lines=[line], sales_chain=[])
+        attach_partner(system, [entitlement], w.initech, relation="services")
+        db.session.commit()
+        begin_write()
+        w.activations["contoso_de"] = activate(system, entitlement.lines[0], "contoso_de-host", seats=2)[0]
+        db.session.commit()
+        w.entitlements["contoso_de"] = entitlement
+    return w.entitlements["contoso_de"]
+
+
+def _object_values(make: Callable[[str], Callable[[World, str], dict[str, Any]]], key: str):
+    """``make(key)``'s values, after making the subtree's entitlement when the key names it."""
+    def values(w: World, role: str) -> dict[str, Any]:
+        if key == "contoso_de":
+            _subtree_entitlement(w)
+        return make(key)(w, role)
+    return values
 
 
 def _customer_object_rows() -> list[Row]:
     rows = []
     for relation, key in _RELATION_OWNERS.items():
-        def ok(expect: Expect, relation: str = relation) -> dict[str, Expect]:
-            return area_route("customer", expect if relation == "own" else NOT_FOUND)
+        seen = relation in ("own", "subtree")
+
+        def ok(expect: Expect, seen: bool = seen) -> dict[str, Expect]:
+            return area_route("customer", expect if seen else NOT_FOUND)
+
+        def sub(expect: Expect, relation: str = relation) -> dict[str, Expect]:
+            return {SUBSIDIARY: expect if relation == "subtree" else NOT_FOUND}
 
         rows += [
-            Row("customer.entitlement", "GET", ok(OK), relation=relation, values=_code(key)),
-            Row("customer.activate_seats", "POST", ok(Expect(302)), relation=relation, values=_line(key),
-                form=_activate_form(key)),
-            Row("customer.return_seats", "POST", ok(Expect(302)), relation=relation, values=_activation(key)),
-            Row("customer.rehost_seats", "POST", ok(Expect(302)), relation=relation, values=_activation(key),
-                form=_rehost_form(key)),
-            Row("customer.certificate", "GET", ok(OK), relation=relation, values=_activation(key)),
+            Row("customer.entitlement", "GET", ok(OK), relation=relation, values=_object_values(_code, key),
+                extra=sub(OK)),
+            Row("customer.activate_seats", "POST", ok(Expect(302)), relation=relation,
+                values=_object_values(_line, key), form=_activate_form(key), extra=sub(Expect(302))),
+            Row("customer.return_seats", "POST", ok(Expect(302)), relation=relation,
+                values=_object_values(_activation, key), extra=sub(Expect(302))),
+            Row("customer.rehost_seats", "POST", ok(Expect(302)), relation=relation,
+                values=_object_values(_activation, key), form=_rehost_form(key), extra=sub(Expect(302))),
+            Row("customer.certificate", "GET", ok(OK), relation=relation, values=_object_values(_activation, key),
+                extra=sub(OK)),
         ]
     return rows
 
@@ -284,8 +322,8 @@ def _customer(admin: Expect, member: Expect | None = None) -> dict[str, Expect]:
 
 def _entitlement_of(w: World, key: str):
     """The world's entitlement of that customer (by reference: another cell may have moved it
-    within the customer's tree since)."""
-    return w.entitlements[key]
+    within the customer's tree since); Contoso Germany's is made when first asked for."""
+    return _subtree_entitlement(w) if key == "contoso_de" else w.entitlements[key]
 
 
 def _attachment_of(w: World, key: str) -> dict[str, Any]:
@@ -294,7 +332,7 @@ def _attachment_of(w: World, key: str) -> dict[str, Any]:
     from portal.models import Attachment
 
     entitlement = _entitlement_of(w, key)
-    partner = {"contoso": w.initech, "fabrikam": w.redrock, "tailspin": w.initech}[key]
+    partner = {"contoso": w.initech, "fabrikam": w.redrock, "tailspin": w.initech, "contoso_de": w.initech}[key]
     if key == "tailspin":
         attach_partner(system_actor(w.acme), [entitlement], partner)
         db.session.commit()
@@ -319,12 +357,14 @@ def _access_request(w: World, key: str) -> dict[str, Any]:
     from portal.models import PortalRequest
     from portal.services.requests import request_partner_access
 
-    partner = {"contoso": w.redrock, "fabrikam": w.bluesky, "tailspin": w.initech}[key]
+    partner = {"contoso": w.redrock, "fabrikam": w.bluesky, "tailspin": w.initech,
+               "contoso_de": w.redrock}[key]
     pending = db.session.scalar(select(PortalRequest.id).where(  # the hostile-input probe asks again and again
         PortalRequest.requester_org_id == partner.id, PortalRequest.target_org_id == w.orgs[key].id,
         PortalRequest.kind == "partner_access", PortalRequest.state == "pending"))
     if pending is None:
-        actor = policy.Actor(user=_user_in(partner, f"asker@{key}.example"), org=partner, role="admin")
+        asker = _user_in(partner, f"asker@{key.replace('_', '-')}.example")
+        actor = policy.Actor(user=asker, org=partner, role="admin")
         pending = request_partner_access(actor, w.orgs[key], [_entitlement_of(w, key).code], permissions=["view"]).id
         db.session.commit()
     return {"request_id": pending}
@@ -339,7 +379,8 @@ def _transfer_request(w: World, key: str, role: str) -> dict[str, Any]:
     pending = db.session.scalar(select(PortalRequest.id).where(  # the hostile-input probe asks again and again
         PortalRequest.entitlement_id == entitlement.id, PortalRequest.state == "pending"))
     if pending is None:
-        email = _email_of(role) if key == "contoso" and role == "customer_admin" else f"other.admin@{key}.example"
+        own_admin = key == "contoso" and role == "customer_admin"
+        email = _email_of(role) if own_admin else f"other.admin@{key.replace('_', '-')}.example"
         actor = policy.Actor(user=_user_in(w.orgs[key], email), org=w.orgs[key], role="admin")
         pending = request_transfer(actor, entitlement, w.fabrikam).id
         db.session.commit()
@@ -372,40 +413,53 @@ def _transfer_form(key: str) -> Callable[[World, str], dict[str, Any]]:
 
 
 def _partner_page_rows() -> list[Row]:
-    owners = {"own": "contoso", "another_partner": "fabrikam", "another_customer": "tailspin"}
+    # "subtree": Contoso Germany's entitlement, an attachment on it, requests to and by Contoso
+    # Germany: Contoso's admin acts, its members (and the subsidiary's) get 403. Contoso Group's
+    # own objects are 404 to the subsidiary member; forms it may not send at all are 403.
+    owners = {"own": "contoso", "another_partner": "fabrikam", "another_customer": "tailspin",
+              "subtree": "contoso_de"}
+    seen_by_all = {SUBSIDIARY: OK}
     rows = [
-        Row("customer.partners", "GET", _customer(OK), values={"q": "Init", "state": "any", "sort": "partner"}),
-        Row("customer.partner_entitlement_choices", "GET", _customer(OK), values={"form": "attach", "eq": "ENT"}),
-        Row("customer.requests", "GET", _customer(OK), values={"q": "a", "direction": "ours", "sort": "state"}),
+        Row("customer.partners", "GET", _customer(OK), values={"q": "Init", "state": "any", "sort": "partner"},
+            extra=seen_by_all),
+        Row("customer.partner_entitlement_choices", "GET", _customer(OK), values={"form": "attach", "eq": "ENT"},
+            extra=seen_by_all),
+        Row("customer.requests", "GET", _customer(OK), values={"q": "a", "direction": "ours", "sort": "state"},
+            extra=seen_by_all),
     ]
     for relation, key in owners.items():
-        ours = relation == "own"
+        ours = relation in ("own", "subtree")
+        # The subsidiary member: an admin action on its subtree's object is 403, anything else's 404.
+        acts = {SUBSIDIARY: Expect(403) if relation == "subtree" else NOT_FOUND}
+        forbidden = {SUBSIDIARY: Expect(403)}  # forms of admins only: refused before they are read
         rows += [
             Row("customer.attach_partner", "POST", _customer(Expect(302) if ours else Expect(422), Expect(403)),
-                relation=relation, form=_attach_form(key)),
+                relation=relation, form=_attach_form(key), extra=forbidden),
             Row("customer.attachment_permissions", "POST",
                 _customer(Expect(302), Expect(403)) if ours else _customer(NOT_FOUND), relation=relation,
                 values=lambda w, role, key=key: _attachment_of(w, key),
-                form=lambda w, role, key=key: {f"attachment-{_attachment_of(w, key)['attachment_id']}-view": "y"}),
+                form=lambda w, role, key=key: {f"attachment-{_attachment_of(w, key)['attachment_id']}-view": "y"},
+                extra=acts),
             Row("customer.revoke_attachment", "POST",
                 _customer(Expect(302), Expect(403)) if ours else _customer(NOT_FOUND), relation=relation,
-                values=lambda w, role, key=key: _attachment_of(w, key)),
+                values=lambda w, role, key=key: _attachment_of(w, key), extra=acts),
             Row("customer.entitlement_visibility", "GET", _customer(OK if ours else NOT_FOUND), relation=relation,
-                values=lambda w, role, key=key: {"code": _entitlement_of(w, key).code}),
+                values=lambda w, role, key=key: {"code": _entitlement_of(w, key).code},
+                extra={SUBSIDIARY: OK if relation == "subtree" else NOT_FOUND}),
             Row("customer.decide_request", "POST",
                 _customer(Expect(302), Expect(403)) if ours else _customer(NOT_FOUND), relation=relation,
-                values=lambda w, role, key=key: _access_request(w, key), form=_decision_form(key)),
+                values=lambda w, role, key=key: _access_request(w, key), form=_decision_form(key), extra=acts),
         ]
         if relation != "another_partner":
             rows += [
                 Row("customer.invite_partner", "POST", _customer(Expect(302) if ours else Expect(422), Expect(403)),
-                    relation=relation, form=_invite_form(key)),
+                    relation=relation, form=_invite_form(key), extra=forbidden),
                 Row("customer.request_transfer", "POST",
                     _customer(Expect(302) if ours else Expect(422), Expect(403)), relation=relation,
-                    form=_transfer_form(key)),
+                    form=_transfer_form(key), extra=forbidden),
                 Row("customer.withdraw_request", "POST",
                     _customer(Expect(302), Expect(403)) if ours else _customer(NOT_FOUND), relation=relation,
-                    values=lambda w, role, key=key: _transfer_request(w, key, role)),
+                    values=lambda w, role, key=key: _transfer_request(w, key, role), extra=acts),
             ]
     return rows
 
@@ -461,14 +515,18 @@ MATRIX: list[Row] = [
         expect=signed_in(producer=NOT_FOUND, customer=NOT_FOUND, partner=NOT_FOUND)),
     # The three portals.
     Row("producer.home", "GET", area_route("producer", OK)),
-    Row("customer.home", "GET", area_route("customer", OK)),
-    *[Row(f"customer.panel_{panel}", "GET", area_route("customer", OK))
-      for panel in ("seats", "expiring", "usage", "activations", "partners", "requests")],
-    Row("customer.entitlements", "GET", area_route("customer", OK), values={"q": "ENT", "sort": "code"}),
+    Row("customer.home", "GET", area_route("customer", OK), extra={SUBSIDIARY: OK}),
+    *[Row(f"customer.panel_{panel}", "GET", area_route("customer", OK), extra={SUBSIDIARY: OK})
+      for panel in ("seats", "expiring", "usage", "activations", "partners", "requests", "inbox")],
+    Row("customer.entitlements", "GET", area_route("customer", OK), values={"q": "ENT", "sort": "code"},
+        extra={SUBSIDIARY: OK}),
     # A filter value the page never offered (another customer's sub-organization, say) is refused.
     Row("customer.entitlements", "GET", area_route("customer", Expect(400)), relation="another_customer",
-        values=lambda w, role: {"org": w.tailspin.id}),
-    Row("customer.entitlements_csv", "GET", area_route("customer", OK)),
+        values=lambda w, role: {"org": w.tailspin.id}, extra={SUBSIDIARY: Expect(400)}),
+    # ... and so is, for the subsidiary member, Contoso Group above it (it never offers it).
+    Row("customer.entitlements", "GET", area_route("customer", OK), relation="own",
+        values=lambda w, role: {"org": w.contoso.id}, extra={SUBSIDIARY: Expect(400)}),
+    Row("customer.entitlements_csv", "GET", area_route("customer", OK), extra={SUBSIDIARY: OK}),
     *_customer_object_rows(),
     *_partner_page_rows(),
     Row("partner.home", "GET", area_route("partner", OK)),
@@ -489,7 +547,6 @@ MATRIX: list[Row] = [
 # Contoso Germany sees its own subtree (Contoso Group's objects are 404 to it). Another
 # customer's objects are 404; a tampered organization in a form field is 422 with a message.
 
-SUBSIDIARY = "subsidiary_member"
 FORBIDDEN = Expect(403)
 CHANGED = Expect(302)  # a change without JavaScript redirects back to its page
 _SEQ = itertools.count(1)  # unique emails: the hostile-input probe builds these URLs again and again
@@ -1062,6 +1119,13 @@ def test_every_row_names_every_role_once():
         assert set(row.extra) <= set(EXTRA_ROLES), f"{row.endpoint} {row.method} {row.relation}"
     keys = [(row.endpoint, row.method, row.relation) for row in MATRIX]
     assert len(keys) == len(set(keys)), "two rows for the same endpoint, method and relation"
+
+
+def test_every_customer_row_names_the_subsidiary_member():
+    """A member of a subsidiary sees only its subtree: every customer route says what it gets."""
+    missing = [(row.endpoint, row.method, row.relation) for row in MATRIX
+               if row.endpoint.startswith("customer.") and SUBSIDIARY not in row.extra]
+    assert not missing, f"customer rows without an expectation for {SUBSIDIARY}: {missing}"
 
 
 def test_world_serves_the_relations_it_claims(app):

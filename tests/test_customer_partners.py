@@ -395,7 +395,8 @@ def test_invite_refuses_another_customers_entitlement_and_a_second_pending_invit
         "Choose entitlements from the list: one of them is not among yours.")
     assert _count(PortalRequest) == 0
     assert _invite(admin, world, [world["sync"]]).status_code == 302
-    again = _invite(admin, world, [world["sync"]], **{"invite-company": "Adventure Works"})
+    again = _invite(admin, world, [world["sync"]], **{"invite-company": "Adventure Works",
+                                                      "invite-email": "ceo@adventure-works.example"})
     assert again.status_code == 422
     assert "Your invitation of another partner is waiting for producer staff" in _field_error(
         again.get_data(as_text=True), "invite-company")

@@ -213,6 +213,9 @@ def invite_partner(actor: Actor, *, company: str, email: str, entitlements: Sequ
     if pending is not None:
         if _same_name(pending.details.get("company", "")) == _same_name(company):
             raise Conflict(f"You invited {company} already; producer staff have not decided yet.", field="company")
+        if pending.details.get("email") == email:
+            raise Conflict(f"You invited {email} already (for {pending.details.get('company')}); producer staff "
+                           "have not decided yet.", field="email")
         raise Conflict(busy, field="company")
     codes = sorted(e.code for e in entitlements)
     req = _insert(PortalRequest(

@@ -65,7 +65,7 @@ def test_single_pane_loads_its_panels_and_links_each_figure(browse, demo):
     page = sign_in_as(browse, "admin@contoso.example")
     expect(page).to_have_url(re.compile(r"/customer/$"))
     expect(page.locator("nav .nav-link[aria-current=page]")).to_have_text("Overview")
-    for panel in ("seats", "expiring", "usage", "activations", "partners", "requests"):
+    for panel in ("seats", "expiring", "usage", "activations", "partners", "requests", "inbox"):
         expect(page.locator(f"#panel-{panel}")).not_to_have_attribute("aria-busy", "true")
     seats = page.locator("#panel-seats")
     expect(seats).to_contain_text("Acme Studio 4 used · 6 free of 10 seats")

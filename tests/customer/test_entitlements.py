@@ -215,3 +215,46 @@ def test_what_the_user_may_not_see_is_404_like_nothing(admin_client, member_clie
 @pytest.mark.parametrize("code", ["ENT%00X", "ENT\x01", "A" * 33, "ENT DEMO", "ENT'--", "%E2%80%AE"])
 def test_hostile_codes_are_404(admin_client, code):
     assert admin_client.get(f"/customer/entitlements/{code}").status_code == 404
+
+
+# --- "who can see this", a panel on the entitlement's page -----------------------------------------
+
+
+def test_the_entitlement_page_loads_who_can_see_this_inline_with_a_link_without_javascript(admin_client, shop):
+    code = _code(shop, "munich_studio")
+    page = admin_client.get(f"/customer/entitlements/{code}").get_data(as_text=True)
+    url = f"/customer/entitlements/{code}/visibility"
+    panel = re.search(r'<section class="card mb-4 visibility" id="visibility"[^>]*>', page).group(0)
+    assert f'hx-get="{url}"' in panel and 'hx-trigger="load"' in panel and 'hx-swap="outerHTML"' in panel
+    assert re.search(rf'<a href="{url}" id="visibility-link">Who can see this', page)  # the page without JavaScript
+    fragment = admin_client.get(url, headers=HX)
+    body = fragment.get_data(as_text=True)
+    assert fragment.status_code == 200 and "<html" not in body and "HX-Request" in fragment.headers["Vary"]
+    assert body.startswith('<section class="card mb-4 visibility" id="visibility"')  # replaces the placeholder
+    assert "<html" in admin_client.get(url).get_data(as_text=True)
+
+
+def test_who_can_see_this_explains_every_party_and_why(admin_client, member_client, shop, make):
+    code = _code(shop, "munich_studio")
+    make.attach(shop.entitlements["munich_studio"], shop.orgs["initech"], permissions=("view", "download"))
+    text = _text(admin_client.get(f"/customer/entitlements/{code}/visibility", headers=HX).get_data(as_text=True))
+    # The owner and each organization above it, in the hierarchy's order, with its users counted.
+    assert re.findall(r"(Contoso [\w ]+?) (owns it|is above Contoso Munich Plant in your hierarchy)", text) == [
+        ("Contoso Group", "is above Contoso Munich Plant in your hierarchy"),
+        ("Contoso Germany", "is above Contoso Munich Plant in your hierarchy"),
+        ("Contoso Munich Plant", "owns it")]
+    above = "is above Contoso Munich Plant in your hierarchy. Its users see it"
+    assert f"Contoso Group {above}: 1 admin and no members." in text
+    assert f"Contoso Germany {above}: no admins and 1 member." in text
+    # Each live attachment: its relation, why, and what its users may do.
+    assert ("RedRock IT Seller sold it to you (from the sales chain). Its users may: View, Download, Activate . "
+            "Attached") in text
+    assert "Initech Services Services works on it for you. Its users may: View, Download . Attached" in text
+    assert "Acme" in text and "runs the portal: its admins and staff see every entitlement" in text
+    # Not a party: another customer's partner, a sibling subsidiary, another customer.
+    for absent in ("Zephyr", "Contoso USA", "Fabrikam", "BlueSky", "Northwind"):
+        assert absent not in text
+    # The subsidiary's member: the same parties; Contoso Group's users are not its to count.
+    member = _text(member_client.get(f"/customer/entitlements/{code}/visibility", headers=HX).get_data(as_text=True))
+    assert "Contoso Group is above Contoso Munich Plant in your hierarchy. Its users see it." in member
+    assert "Initech Services" in member and "Attach or revoke partners" not in member

@@ -11,12 +11,14 @@ from sqlalchemy import select
 from portal.database import begin_write
 from portal.extensions import db
 from portal.models import Attachment
+from portal.policy import Actor
 from portal.services.activations import record_usage
 from portal.services.entitlements import revoke_attachment
+from portal.services.inbox import mark_read
 from portal.services.requests import request_partner_access, request_to_join
 from tests.customer.conftest import HX
 
-PANELS = ["seats", "expiring", "usage", "activations", "partners", "requests"]
+PANELS = ["seats", "expiring", "usage", "activations", "partners", "requests", "inbox"]
 
 
 def _text(response) -> str:
@@ -120,5 +122,68 @@ def test_empty_panels_say_so(make, login_as):
     client = login_as(make.user(lonely, "admin"))
     for panel, words in [("seats", "No seats yet"), ("expiring", "Nothing ends soon"),
                          ("usage", "No pay-per-use licenses"), ("activations", "No activations yet"),
-                         ("partners", "No partners attached"), ("requests", "Nothing to decide")]:
+                         ("partners", "No partners attached"), ("requests", "Nothing to decide"),
+                         ("inbox", "Nothing unread")]:
         assert words in _text(client.get(f"/customer/panels/{panel}", headers=HX))
+
+
+# --- unread notifications -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def messages(shop, make):
+    """Seven messages to Contoso's tree (one to USA, one to Munich), two decoys at Fabrikam; the
+    admin has read one, the Germany member another (read state is each user's own)."""
+    made = {}
+    for i in range(1, 6):
+        made[f"group{i}"] = make.message(shop.orgs["contoso"], f"Group notice {i}", "general")
+    made["usa"] = make.message(shop.orgs["usa"], "Cloud Sync 2.0 security patch", "security_patch")
+    made["munich"] = make.message(shop.orgs["munich"], "Studio 5.1 service pack", "service_pack")
+    made["fab"] = make.message(shop.orgs["fabrikam"], "Fabrikam's own notice", "critical")
+    made["fab2"] = make.message(shop.orgs["fabrikam"], "Fabrikam's second notice", "critical")
+    mark_read(Actor(user=shop.admin, org=shop.orgs["contoso"], role="admin"), made["group1"])
+    mark_read(Actor(user=shop.member, org=shop.orgs["germany"], role="member"), made["munich"])
+    db.session.commit()
+    return made
+
+
+def _unread_panel(client) -> tuple[int, str, list[tuple[str, str]]]:
+    body = client.get("/customer/panels/inbox", headers=HX).get_data(as_text=True)
+    figure = re.search(r'<a href="([^"]+)" id="unread-count"><strong>(\d+)</strong>', body)
+    assert figure, body
+    links = re.findall(r'<a href="(/customer/inbox/\d+)" class="fw-semibold">([^<]+)</a>', body)
+    return int(figure.group(2)), figure.group(1).replace("&amp;", "&"), links
+
+
+def test_unread_panel_shows_the_users_unread_count_and_the_newest_five(admin_client, messages):
+    count, url, links = _unread_panel(admin_client)
+    assert count == 6  # 7 of our tree, less the one the admin read; Fabrikam's 2 are not ours
+    assert url == "/customer/inbox?state=unread"
+    # Newest first, five at most; the Germany member's read of Munich's does not count for the admin.
+    assert [title for _, title in links] == ["Studio 5.1 service pack", "Cloud Sync 2.0 security patch",
+                                             "Group notice 5", "Group notice 4", "Group notice 3"]
+    assert [href for href, _ in links] == [f"/customer/inbox/{messages[k].id}"
+                                           for k in ("munich", "usa", "group5", "group4", "group3")]
+    # The figure links to the inbox filtered to unread: the same number of rows.
+    listed = admin_client.get(url, headers=HX).get_data(as_text=True)
+    assert listed.count('class="message-row unread"') == 6 and 'class="message-row"' not in listed
+    # Each title opens its message.
+    assert admin_client.get(links[0][0]).status_code == 200
+
+
+def test_unread_panel_of_a_subsidiary_member_counts_its_subtree_and_its_own_reads(member_client, messages,
+                                                                                  shop, make):
+    body = member_client.get("/customer/panels/inbox", headers=HX).get_data(as_text=True)
+    # Munich's is read by this member; Group's and USA's are not its subtree's.
+    assert "Nothing unread" in body and "Group notice" not in body and "Cloud Sync" not in body
+    germany = make.message(shop.orgs["germany"], "Germany only notice", "general")
+    count, url, links = _unread_panel(member_client)
+    assert (count, url, links) == (1, "/customer/inbox?state=unread",
+                                   [(f"/customer/inbox/{germany.id}", "Germany only notice")])
+
+
+def test_reading_a_message_takes_it_off_the_panel(admin_client, messages):
+    assert admin_client.post(f"/customer/inbox/{messages['munich'].id}/read", headers=HX).status_code == 200
+    count, _, links = _unread_panel(admin_client)
+    assert count == 5 and links[0][1] == "Cloud Sync 2.0 security patch"
+    assert [title for _, title in links][-1] == "Group notice 2"

@@ -17,7 +17,7 @@ from tests.factories import write_transaction
 PAGES = [
     "/customer/", "/customer/panels/seats", "/customer/panels/expiring", "/customer/panels/usage",
     "/customer/panels/activations", "/customer/panels/partners", "/customer/panels/requests",
-    "/customer/entitlements", "/customer/entitlements?q=host&sort=organization&status=active",
+    "/customer/panels/inbox", "/customer/entitlements", "/customer/entitlements?q=host&sort=organization&status=active",
     "/customer/entitlements.csv",
 ]
 # Budgets: the statements each answer ran when this was written (SQLite and PostgreSQL alike; a
@@ -27,8 +27,9 @@ PAGES = [
 BUDGET = {
     "/customer/": 6, "/customer/panels/seats": 3, "/customer/panels/expiring": 4, "/customer/panels/usage": 4,
     "/customer/panels/activations": 3, "/customer/panels/partners": 3, "/customer/panels/requests": 4,
+    "/customer/panels/inbox": 4,
     "/customer/entitlements": 13, "/customer/entitlements?q=host&sort=organization&status=active": 13,
-    "/customer/entitlements.csv": 12, "entitlement": 13, "activate": 17, "return": 24,
+    "/customer/entitlements.csv": 12, "entitlement": 13, "visibility": 9, "activate": 17, "return": 24,
 }
 
 
@@ -57,6 +58,8 @@ def _grow(make, system, customer, partners, products, n: int) -> None:
             record_usage(system, entitlement.lines[2], 150)
             make.attach(entitlement, partners[2 + i % 2])
         request_to_join(make.user(decoy, "member"), customer, message=f"join {i}")
+        make.message(customer, f"Notice {i}")
+        make.message(decoy, f"Decoy notice {i}")
     db.session.commit()
 
 
@@ -93,6 +96,9 @@ def test_customer_pages_do_not_grow_with_rows(make, login_as, count_queries, wor
         with count_queries() as counter:
             assert client.get(f"/customer/entitlements/{code}").status_code == 200
         counts["entitlement"] = counter.count
+        with count_queries() as counter:
+            assert client.get(f"/customer/entitlements/{code}/visibility", headers=HX).status_code == 200
+        counts["visibility"] = counter.count
         with count_queries() as counter:
             response = client.post(f"/customer/lines/{line_id}/activations", headers=HX,
                                    data={f"line-{line_id}-host_id": f"new-host-{next(hosts)}",

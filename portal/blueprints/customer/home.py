@@ -17,7 +17,18 @@ from portal.auth_session import current_actor
 from portal.blueprints.customer import bp
 from portal.blueprints.customer import queries as q
 from portal.extensions import db
-from portal.models import Activation, Attachment, Entitlement, EntitlementLine, Organization, PortalRequest, Product
+from portal.models import (
+    Activation,
+    Attachment,
+    Entitlement,
+    EntitlementLine,
+    Notification,
+    NotificationMessage,
+    Organization,
+    PortalRequest,
+    Product,
+)
+from portal.services.inbox import unread_messages
 from portal.web import render
 
 ROWS_SHOWN = 5
@@ -29,6 +40,7 @@ PANELS = {
     "activations": "Recent activations",
     "partners": "Partners on our entitlements",
     "requests": "Requests waiting for a decision",
+    "inbox": "Unread notifications",
 }
 
 
@@ -192,3 +204,20 @@ def panel_requests():
         .limit(ROWS_SHOWN)
     ).all()
     return _panel("requests", count=count, requests=requests)
+
+
+@bp.get("/panels/inbox")
+def panel_inbox():
+    """The signed-in user's unread messages: how many, and the newest few (read state is the user's)."""
+    actor = current_actor()
+    unread = unread_messages(actor)
+    count = db.session.scalar(select(func.count()).select_from(unread.subquery())) or 0
+    messages = db.session.execute(
+        unread.join(Notification, Notification.id == NotificationMessage.notification_id)
+        .with_only_columns(NotificationMessage.id, NotificationMessage.created_at, Notification.title,
+                           Notification.kind, Organization.name.label("org"))
+        .join(Organization, Organization.id == NotificationMessage.org_id)
+        .order_by(NotificationMessage.created_at.desc(), NotificationMessage.id.desc())
+        .limit(ROWS_SHOWN)
+    ).all()
+    return _panel("inbox", count=count, messages=messages)

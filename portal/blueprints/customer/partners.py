@@ -577,7 +577,7 @@ def entitlement_visibility(code: str):
     if len(code) > 32 or has_control_characters(code):
         abort(404)
     entitlement = policy.load_entitlement(actor, code.upper())
-    crumbs = []
+    crumbs = [("Overview", url_for("customer.home"))]
     if "customer.entitlements" in current_app.view_functions:
         crumbs.append(("Entitlements", url_for("customer.entitlements")))
     if "customer.entitlement" in current_app.view_functions:
