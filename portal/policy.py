@@ -230,6 +230,14 @@ def visible_entitlements(actor: Actor) -> Select:
     return select(Entitlement).where(entitlement_scope(actor))
 
 
+def partner_stock(actor: Actor) -> Select:
+    """``select(Entitlement)``: the entitlements a partner holds in stock (owns, not yet assigned to
+    a customer), whichever customer it works for: stock is nobody's but its own. None for others."""
+    if not actor.is_partner:
+        return select(Entitlement).where(false())
+    return select(Entitlement).where(Entitlement.owner_id == actor.org.id)
+
+
 def customers_served_by(actor: Actor) -> Select:
     """Customer organizations that own entitlements a partner sees, by name (none for non-partners).
 
@@ -489,6 +497,10 @@ def _handles_seats(actor: Actor, attachment: Attachment | None) -> bool:
 def _can_entitlement(actor: Actor, action: str, entitlement: Entitlement) -> bool:
     # A partner's attachment is read once here and serves both the visibility and the action.
     attachment = own_attachment(actor, entitlement) if actor.is_partner else None
+    if actor.is_partner and action == A.ASSIGN:
+        # Its own stock, whichever customer it works for (it assigns to that one, on its behalf).
+        return (entitlement.owner_id == actor.org.id and entitlement.owner.kind != "customer"
+                and entitlement.status == "active")
     if actor.is_partner:
         if not _partner_sees(actor, entitlement, attachment):
             return False
@@ -817,6 +829,7 @@ __all__ = [
     "load_request",
     "load_tree_organization",
     "own_attachment",
+    "partner_stock",
     "sees_entitlement",
     "system_actor",
     "transfer_recipient_by_exact_name",

@@ -21,3 +21,4 @@ def _working_for():
 
 
 from portal.blueprints.partner import routes  # noqa: E402,F401
+from portal.blueprints.partner import activations, entitlements, stock  # noqa: E402,F401
