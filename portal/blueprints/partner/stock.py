@@ -75,6 +75,8 @@ def _stock_page(actor, state):
 
 def _served_choices(actor, text: str) -> tuple[list[Organization], int]:
     """Customers we may assign to whose name contains ``text`` (the first few, and how many)."""
+    if not actor.org.stocking:  # only stocking partners assign (the policy's scope is empty)
+        return [], 0
     scope = policy.assignable_customers(actor)
     if text:
         scope = scope.where(PartnerCustomer.search_name.contains(text.lower(), autoescape=True))
