@@ -51,6 +51,7 @@ def _where(actor, state: ListState) -> list:
         clauses.append(exists().where(
             Attachment.entitlement_id == Entitlement.id, Attachment.partner_id == actor.org.id,
             Attachment.active.is_(True), Attachment.relation == access))
+        clauses.append(Entitlement.owner_id != actor.org.id)  # our stock is "In our stock"
     return clauses
 
 
