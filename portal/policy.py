@@ -20,8 +20,8 @@ from enum import StrEnum
 from typing import Any
 
 from flask import abort
-from sqlalchemy import Select, false, func, or_, select, true, union_all
-from sqlalchemy.orm import aliased
+from sqlalchemy import Select, event, false, func, or_, select, true, union_all
+from sqlalchemy.orm import Session, aliased
 
 from portal.extensions import db
 from portal.models import (
@@ -456,17 +456,42 @@ def _in_subtree(org: Organization, root: Organization) -> bool:
     return org.path.startswith(root.path)
 
 
+_ATTACHMENT_MEMO = "policy_own_attachments"
+
+
 def own_attachment(actor: Actor, entitlement: Entitlement) -> Attachment | None:
-    """The actor's own active attachment on an entitlement, if it is a partner."""
+    """The actor's own active attachment on an entitlement, if it is a partner.
+
+    Remembered for the session's transaction while nothing changes (a page asks about every
+    activation of an entitlement: one query, not one per question); any flush, commit or
+    rollback forgets it, and a session with unflushed changes always asks the database.
+    """
     if not actor.is_partner:
         return None
-    return db.session.scalar(
+    session = db.session()
+    memo = session.info.setdefault(_ATTACHMENT_MEMO, {})
+    key = (actor.org.id, entitlement.id)
+    unchanged = not (session.new or session.dirty or session.deleted)
+    if unchanged and key in memo:
+        return memo[key]
+    found = db.session.scalar(
         select(Attachment).where(
             Attachment.entitlement_id == entitlement.id,
             Attachment.partner_id == actor.org.id,
             Attachment.active.is_(True),
         )
     )
+    if unchanged:
+        memo[key] = found
+    return found
+
+
+def _forget_attachments(session, *args) -> None:
+    session.info.pop(_ATTACHMENT_MEMO, None)
+
+
+for _moment in ("after_flush", "after_commit", "after_rollback", "after_soft_rollback"):
+    event.listen(Session, _moment, _forget_attachments)
 
 
 def _partner_sees(actor: Actor, entitlement: Entitlement, attachment: Attachment | None) -> bool:
