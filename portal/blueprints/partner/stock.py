@@ -33,8 +33,8 @@ from portal.web import is_htmx, query_text, render
 COLUMNS = [
     Column("select", "Select", label_hidden=True),
     Column("code", "Entitlement", sortable=True),
-    Column("products", "Products"),
     Column("purchased", "In stock", sortable=True),
+    Column("products", "Products"),
     Column("status", "Status", sortable=True),
 ]
 CHOICES_SHOWN = 10
