@@ -152,7 +152,7 @@ def test_partner_pages_do_not_grow_with_rows(pworld, as_partner, make, count_que
     def grow(n: int) -> None:
         system = make.system
         studio = de.lines[0].product
-        for i in range(n):
+        for _ in range(n):
             customer = make.customer()
             for owner, chain in ((customer, [pworld.orgs["northwind"], pworld.orgs["bluesky"]]),
                                  (customer, [pworld.orgs["redrock"]])):

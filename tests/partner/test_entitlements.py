@@ -10,12 +10,12 @@ import io
 import re
 
 import pytest
+from sqlalchemy import select
 
 from portal.extensions import db
+from portal.models import Attachment
 from portal.policy import Actor
 from portal.services.entitlements import revoke_attachment
-from portal.models import Attachment
-from sqlalchemy import select
 from tests.partner.conftest import HX
 
 CODES = re.compile(r'href="/partner/entitlements/([A-Z0-9-]+)"')
@@ -101,7 +101,8 @@ def test_csv_is_what_the_list_shows(pworld, as_partner):
     assert response.status_code == 200 and response.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert [r["code"] for r in rows] == [pworld.code("fab_redrock")]
-    assert rows[0]["owner"] == "Fabrikam Inc" and rows[0]["attachments"] == "RedRock IT (sold: view, download, activate)"
+    assert rows[0]["owner"] == "Fabrikam Inc"
+    assert rows[0]["attachments"] == "RedRock IT (sold: view, download, activate)"
     text = response.get_data(as_text=True)
     assert "Zephyr" not in text and "BlueSky" not in text
     narrowed = as_partner("bluesky").get("/partner/entitlements.csv", query_string={"access": "stock"})

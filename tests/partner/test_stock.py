@@ -96,8 +96,8 @@ def test_all_or_nothing(pworld, as_partner):
     # The ticks stay, so the partner fixes the one thing wrong.
     assert ROWS.findall(response.get_data(as_text=True)) == [str(pworld.entitlements["stock_old"].id),
                                                              str(pworld.entitlements["stock_new"].id)]
-    assert 'value="%d" id="stock-%d" checked' % ((pworld.entitlements["stock_old"].id,) * 2) in response.get_data(
-        as_text=True)
+    old_id = pworld.entitlements["stock_old"].id
+    assert f'value="{old_id}" id="stock-{old_id}" checked' in response.get_data(as_text=True)
     nothing = _assign(bluesky, pworld, [], customer=pworld.orgs["fabrikam"].id)
     assert nothing.status_code == 422 and "Tick at least one entitlement" in nothing.get_data(as_text=True)
     nobody = _assign(bluesky, pworld, ["stock_old"])
@@ -121,7 +121,8 @@ def test_other_partners_cannot_assign_our_stock(pworld, as_partner):
 
 def test_the_chooser_searches_the_customers_we_serve(pworld, as_partner):
     bluesky = as_partner("bluesky")
-    body = bluesky.get("/partner/stock/customers", query_string={"customer_q": "fab"}, headers=HX).get_data(as_text=True)
+    body = bluesky.get("/partner/stock/customers", query_string={"customer_q": "fab"},
+                       headers=HX).get_data(as_text=True)
     assert "<html" not in body
     assert re.findall(r'<label class="form-check-label"[^>]*>([^<]*)</label>', body) == ["Fabrikam Inc"]
     everyone = bluesky.get("/partner/stock/customers", headers=HX).get_data(as_text=True)
@@ -131,7 +132,7 @@ def test_the_chooser_searches_the_customers_we_serve(pworld, as_partner):
         "/partner/stock/customers", query_string={"customer_q": "tailspin"}, headers=HX).get_data(as_text=True)
     # Without JavaScript the stock page answers the chooser's search itself.
     page = bluesky.get("/partner/stock", query_string={"customer_q": "fab"}).get_data(as_text=True)
-    assert "<html" in page and 'id="assign-customer-%d"' % pworld.orgs["fabrikam"].id in page
+    assert "<html" in page and f'id="assign-customer-{pworld.orgs["fabrikam"].id}"' in page
 
 
 def test_working_for_a_customer_assigns_to_it_on_its_behalf(pworld, as_partner):

@@ -123,7 +123,8 @@ def entitlement_page(actor, entitlement: Entitlement, *, status: int = 200, form
     return render(
         "partner/entitlement.html", status=status, entitlement=entitlement, owner=owner, in_stock=in_stock,
         # Another partner's stock we are attached to: whose stock it is, we do not learn.
-        owner_path=policy.hierarchy_path(owner) if owner.kind == "customer" else None, chain=chain, attachment=attachment,
+        owner_path=policy.hierarchy_path(owner) if owner.kind == "customer" else None, chain=chain,
+        attachment=attachment,
         labels=RELATION_LABELS, stock_days=(q.today() - entitlement.purchase_date).days,
         lines=seats.line_views(actor, seats.lines_of(entitlement), forms=forms, rehost_forms=rehost_forms),
         today=q.today(),

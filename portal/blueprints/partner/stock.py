@@ -193,7 +193,8 @@ def assign():
         return _refuse(actor, form, [error.message])
     db.session.commit()
     n = len(chosen)
-    message = f"Assigned {n} entitlement{'' if n == 1 else 's'} to {customer.name}: {', '.join(e.code for e in chosen)}."
+    codes = ", ".join(e.code for e in chosen)
+    message = f"Assigned {n} entitlement{'' if n == 1 else 's'} to {customer.name}: {codes}."
     if not is_htmx():
         flash(message)
         return redirect(url_for("partner.stock"))
