@@ -120,10 +120,11 @@ def entitlement_page(actor, entitlement: Entitlement, *, status: int = 200, form
     # in does not learn through whom the customer bought.
     chain = [name for _, name in chain] if any(partner_id == actor.org.id for partner_id, _ in chain) else []
     in_stock = owner.id == actor.org.id
+    path = policy.hierarchy_path(owner)  # asked for stock too: the page costs the same whatever it shows
     return render(
         "partner/entitlement.html", status=status, entitlement=entitlement, owner=owner, in_stock=in_stock,
         # Another partner's stock we are attached to: whose stock it is, we do not learn.
-        owner_path=policy.hierarchy_path(owner) if owner.kind == "customer" else None, chain=chain,
+        owner_path=path if owner.kind == "customer" else None, chain=chain,
         attachment=attachment,
         labels=RELATION_LABELS, stock_days=(q.today() - entitlement.purchase_date).days,
         lines=seats.line_views(actor, seats.lines_of(entitlement), forms=forms, rehost_forms=rehost_forms),

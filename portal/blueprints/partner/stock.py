@@ -75,10 +75,10 @@ def _stock_page(actor, state):
 
 def _served_choices(actor, text: str) -> tuple[list[Organization], int]:
     """Customers we may assign to whose name contains ``text`` (the first few, and how many)."""
-    if not actor.org.stocking:  # only stocking partners assign (the policy's scope is empty)
-        return [], 0
     scope = policy.assignable_customers(actor)
-    if text:
+    # Only a stocking partner's scope reads the customers served (the index searched here); for
+    # anyone else it is empty, and asked all the same: the page costs the same for every partner.
+    if text and actor.org.stocking:
         scope = scope.where(PartnerCustomer.search_name.contains(text.lower(), autoescape=True))
     found = db.session.scalars(scope.limit(CHOICES_SHOWN)).all()
     total = db.session.scalar(select(func.count()).select_from(scope.with_only_columns(Organization.id).subquery()))
