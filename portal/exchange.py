@@ -68,6 +68,7 @@ def export_entitlements_csv(actor: Actor, fileobj: IO[str], *, chunk_size: int =
             Entitlement.purchase_date,
             owner.name.label("owner_name"),
             owner.path.label("owner_path"),
+            owner.kind.label("owner_kind"),
         )
         .where(*where)
         .order_by(Entitlement.id)
@@ -94,10 +95,13 @@ def export_entitlements_csv(actor: Actor, fileobj: IO[str], *, chunk_size: int =
             chain = chains.get(row.id, [])
             if partner_id is not None and partner_id not in chain:
                 chain = []
+            # Another partner's stock a partner is attached to: whose stock it is, it does not learn.
+            hidden = partner_id is not None and row.owner_kind != "customer" and row.owner_name != actor.org.name
+            owner_name = "" if hidden else row.owner_name
             writer.writerow(_safe(cell) for cell in (
                 row.code,
-                row.owner_name,
-                _hierarchy_path(row.owner_name, row.owner_path, names),
+                owner_name,
+                "" if hidden else _hierarchy_path(row.owner_name, row.owner_path, names),
                 row.fulfilment,
                 row.status,
                 row.order_ref or "",

@@ -20,8 +20,8 @@ from enum import StrEnum
 from typing import Any
 
 from flask import abort
-from sqlalchemy import Select, case, false, func, or_, select, true, union_all
-from sqlalchemy.orm import aliased
+from sqlalchemy import Select, case, event, false, func, or_, select, true, union_all
+from sqlalchemy.orm import Session, aliased
 
 from portal.extensions import db
 from portal.models import (
@@ -278,6 +278,14 @@ def entitlement_row_scope(actor: Actor):
 def visible_entitlements(actor: Actor) -> Select:
     """``select(Entitlement)`` limited to what the actor may see; paginate it in SQL."""
     return select(Entitlement).where(entitlement_scope(actor))
+
+
+def partner_stock(actor: Actor) -> Select:
+    """``select(Entitlement)``: the entitlements a partner holds in stock (owns, not yet assigned to
+    a customer), whichever customer it works for: stock is nobody's but its own. None for others."""
+    if not actor.is_partner:
+        return select(Entitlement).where(false())
+    return select(Entitlement).where(Entitlement.owner_id == actor.org.id)
 
 
 def customers_served_by(actor: Actor) -> Select:
@@ -604,17 +612,42 @@ def _in_subtree(org: Organization, root: Organization) -> bool:
     return org.path.startswith(root.path)
 
 
+_ATTACHMENT_MEMO = "policy_own_attachments"
+
+
 def own_attachment(actor: Actor, entitlement: Entitlement) -> Attachment | None:
-    """The actor's own active attachment on an entitlement, if it is a partner."""
+    """The actor's own active attachment on an entitlement, if it is a partner.
+
+    Remembered for the session's transaction while nothing changes (a page asks about every
+    activation of an entitlement: one query, not one per question); any flush, commit or
+    rollback forgets it, and a session with unflushed changes always asks the database.
+    """
     if not actor.is_partner:
         return None
-    return db.session.scalar(
+    session = db.session()
+    memo = session.info.setdefault(_ATTACHMENT_MEMO, {})
+    key = (actor.org.id, entitlement.id)
+    unchanged = not (session.new or session.dirty or session.deleted)
+    if unchanged and key in memo:
+        return memo[key]
+    found = db.session.scalar(
         select(Attachment).where(
             Attachment.entitlement_id == entitlement.id,
             Attachment.partner_id == actor.org.id,
             Attachment.active.is_(True),
         )
     )
+    if unchanged:
+        memo[key] = found
+    return found
+
+
+def _forget_attachments(session, *args) -> None:
+    session.info.pop(_ATTACHMENT_MEMO, None)
+
+
+for _moment in ("after_flush", "after_commit", "after_rollback", "after_soft_rollback"):
+    event.listen(Session, _moment, _forget_attachments)
 
 
 def _partner_sees(actor: Actor, entitlement: Entitlement, attachment: Attachment | None) -> bool:
@@ -645,6 +678,10 @@ def _handles_seats(actor: Actor, attachment: Attachment | None) -> bool:
 def _can_entitlement(actor: Actor, action: str, entitlement: Entitlement) -> bool:
     # A partner's attachment is read once here and serves both the visibility and the action.
     attachment = own_attachment(actor, entitlement) if actor.is_partner else None
+    if actor.is_partner and action == A.ASSIGN:
+        # Its own stock, whichever customer it works for (it assigns to that one, on its behalf).
+        return (entitlement.owner_id == actor.org.id and entitlement.owner.kind != "customer"
+                and entitlement.status == "active")
     if actor.is_partner:
         if not _partner_sees(actor, entitlement, attachment):
             return False
@@ -1020,6 +1057,7 @@ __all__ = [
     "load_tree_organization",
     "own_attachment",
     "path_within",
+    "partner_stock",
     "sees_entitlement",
     "system_actor",
     "transfer_recipient_by_exact_name",

@@ -991,6 +991,95 @@ PRODUCER_CHANNEL_ROWS = [
 ]
 MATRIX.extend(PRODUCER_CHANNEL_ROWS)
 
+
+# --- the partner's entitlements, acting on behalf, and stock (issue 9, items 3, 4 and 5) ----------
+# "own": Contoso's entitlement (Northwind distributed it: view only; BlueSky sold it: view, download,
+# activate; Initech services it: view only); "another_partner": Fabrikam's via RedRock;
+# "another_customer": Tailspin's, sold direct; "revoked": one of Contoso's via Northwind -> BlueSky
+# with Initech, every attachment revoked since. A partner acts within its own attachment: a
+# view-only one gets 403 for a forged activate, return, rehost or .lic; anything it does not see
+# (another partner's, nobody's, revoked) is 404. Stock: BlueSky holds some; it assigns it to a
+# customer it serves or one named exactly; any other stock, or a customer it does not serve, is
+# refused at the field (422) like any other bad value.
+
+
+def _partner(distributor: Expect, reseller: Expect, service_provider: Expect) -> dict[str, Expect]:
+    expect = area_route("partner", reseller)
+    expect["distributor_admin"], expect["service_provider_admin"] = distributor, service_provider
+    return expect
+
+
+def _revoked_entitlement(w: World) -> None:
+    """Contoso's entitlement via Northwind -> BlueSky with Initech and a live activation, every
+    attachment revoked by producer staff (made once per cell, when its URL is built)."""
+    from portal.services.entitlements import revoke_attachment
+
+    if "revoked" in w.entitlements:
+        return
+    system = system_actor(w.acme)
+    line = LineSpec(db.session.scalar(select(Product)), "perpetual", 10, maintenance_end=date(2099, 12, 31))
+    entitlement = create_entitlement(system, owner=w.contoso, lines=[line], sales_chain=[w.northwind, w.bluesky])
+    attach_partner(system, [entitlement], w.initech, relation="services")
+    db.session.commit()
+    begin_write()
+    w.activations["revoked"] = activate(system, entitlement.lines[0], "revoked-host", seats=1)[0]
+    for attachment in list(entitlement.attachments):
+        revoke_attachment(system, attachment)
+    db.session.commit()
+    w.entitlements["revoked"] = entitlement
+
+
+def _with_revoked(values: Callable[[World, str], dict[str, Any]]) -> Callable[[World, str], dict[str, Any]]:
+    def build(w: World, role: str) -> dict[str, Any]:
+        _revoked_entitlement(w)
+        return values(w, role)
+    return build
+
+
+def _stock_form(customer: Callable[[World], dict[str, Any]]) -> Callable[[World, str], dict[str, Any]]:
+    """Assign a fresh entitlement of BlueSky's stock (BlueSky stocks from now on) to ``customer``."""
+    def form(w: World, role: str) -> dict[str, Any]:
+        w.bluesky.stocking = True
+        line = LineSpec(db.session.scalar(select(Product)), "perpetual", 5, maintenance_end=date(2099, 12, 31))
+        stock = create_entitlement(system_actor(w.acme), owner=w.bluesky, fulfilment="stocking", lines=[line],
+                                   sales_chain=[w.northwind, w.bluesky])
+        db.session.commit()
+        return {"assign-entitlements": stock.id, **customer(w)}
+    return form
+
+
+PARTNER_ENTITLEMENT_ROWS = [
+    Row("partner.entitlements", "GET", area_route("partner", OK),
+        values={"q": "ENT", "access": "sold", "sort": "customer", "status": "active"}),
+    Row("partner.entitlements_csv", "GET", area_route("partner", OK), values={"q": "ENT", "model": "perpetual"}),
+    Row("partner.stock", "GET", area_route("partner", OK), values={"q": "ENT", "customer_q": "Con"}),
+    Row("partner.stock_customers", "GET", area_route("partner", OK), values={"customer_q": "Con"}),
+    Row("partner.assign", "POST", _partner(Expect(422), CHANGED, Expect(422)), relation="own",
+        form=_stock_form(lambda w: {"assign-customer": w.contoso.id})),
+    Row("partner.assign", "POST", _partner(Expect(422), Expect(422), Expect(422)), relation="another_partner",
+        form=_stock_form(lambda w: {"assign-customer": w.fabrikam.id})),
+    Row("partner.assign", "POST", _partner(Expect(422), CHANGED, Expect(422)), relation="another_customer",
+        form=_stock_form(lambda w: {"assign-customer_name": "tailspin toys"})),
+]
+for _relation, _key in [("own", "contoso"), ("another_partner", "fabrikam"), ("another_customer", "tailspin"),
+                        ("revoked", "revoked")]:
+    _own = _relation == "own"
+
+    def _seen(reseller: Expect, view_only: Expect = FORBIDDEN, own: bool = _own) -> dict[str, Expect]:
+        return _partner(view_only, reseller, view_only) if own else area_route("partner", NOT_FOUND)
+
+    _wrap = _with_revoked if _key == "revoked" else (lambda values: values)
+    PARTNER_ENTITLEMENT_ROWS += [
+        Row("partner.entitlement", "GET", _seen(OK, OK), relation=_relation, values=_wrap(_code(_key))),
+        Row("partner.activate_seats", "POST", _seen(CHANGED), relation=_relation, values=_wrap(_line(_key)),
+            form=_activate_form(_key)),
+        Row("partner.return_seats", "POST", _seen(CHANGED), relation=_relation, values=_wrap(_activation(_key))),
+        Row("partner.rehost_seats", "POST", _seen(CHANGED), relation=_relation, values=_wrap(_activation(_key)),
+            form=_rehost_form(_key)),
+        Row("partner.certificate", "GET", _seen(OK), relation=_relation, values=_wrap(_activation(_key))),
+    ]
+MATRIX.extend(PARTNER_ENTITLEMENT_ROWS)
+
 # Endpoints anonymous may open (everything else is protected by default), with the reason.
 PUBLIC: dict[str, str] = {
     "static": "stylesheets and scripts of the login page",

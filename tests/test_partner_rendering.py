@@ -20,8 +20,10 @@ from sqlalchemy import select
 
 from portal import policy
 from portal.extensions import db
-from portal.models import Attachment, Entitlement, Membership, Organization
+from portal.models import Activation, Attachment, Entitlement, EntitlementLine, Membership, Organization
 from portal.services.accounts import create_user
+from portal.services.activations import activate
+from tests.factories import write_transaction
 
 PARTNERS = {
     # key: (kind, name, email, phone)
@@ -39,6 +41,10 @@ FILLERS = {
                                             .with_only_columns(Entitlement.code).order_by(Entitlement.id).limit(1)),
     "customer_id": lambda actor: db.session.scalar(policy.customers_served_by(actor)
                                                    .with_only_columns(Organization.id).limit(1)),
+    # An activation whose certificate the partner may download (none: nothing to render).
+    "activation_id": lambda actor: next((a.id for a in db.session.scalars(
+        select(Activation).join(EntitlementLine).join(Entitlement).where(policy.entitlement_scope(actor))
+        .order_by(Activation.id)) if policy.can(actor, "download", a)), None),
 }
 
 
@@ -62,6 +68,13 @@ def world(make):
     make.attach(bought[0], orgs["initech"], permissions=("view", "activate"))
     for decoy in ("decoy1", "decoy2"):
         make.attach(bought, orgs[decoy], permissions=("view", "download", "activate"))
+    # A decoy activated hosts on the customers' entitlements: a line card that says who
+    # activated them must not name it to anyone but the decoy itself.
+    decoy = policy.Actor(user=make.user(orgs["decoy1"]), org=orgs["decoy1"], role="admin")
+    write_transaction()
+    for entitlement in bought[:4]:
+        activate(decoy, entitlement.lines[0], f"decoy-host-{entitlement.id}")
+    db.session.commit()
     return orgs
 
 

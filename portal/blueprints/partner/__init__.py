@@ -21,7 +21,10 @@ def _working_for():
 
 
 from portal.blueprints.partner import (  # noqa: E402,F401
+    activations,
     downloads,
+    entitlements,
     notices,
     routes,
+    stock,
 )

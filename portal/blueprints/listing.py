@@ -1,0 +1,164 @@
+"""The entitlement list the customer and partner portals share: the filters every actor gets
+(product, license model, status, subscriptions ending, usage over allowance), the search
+(entitlement code, activation code, host ID), sorting and pages in SQL, the extra facts of one
+page of rows, and the CSV of what the list shows.
+
+Each portal adds the filters that only make sense to it (a customer's organizations and the
+partners it sees; a partner's relation to each entitlement) and its own columns. Everything
+starts from the policy's scope (``policy.visible_entitlements``); nothing here decides access.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+from flask import Response, abort, current_app
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased, contains_eager, joinedload
+
+from portal import policy
+from portal.blueprints.customer import queries as q
+from portal.exchange import export_entitlements_csv
+from portal.extensions import db
+from portal.models import Activation, Entitlement, EntitlementLine, Organization, Product, SalesChainLink
+from portal.models.entitlements import ENTITLEMENT_STATUSES, LICENSE_MODELS
+from portal.ui import Filter, ListState
+
+# Entitlement codes: ENT-7F3K-Q9D2-XM4P (or the demo's ENT-DEMO-...); anything else is 404 at once.
+CODE = re.compile(r"[A-Za-z0-9-]{1,32}")
+ENDING_DAYS = ("30", "90")
+SORTS = {
+    "code": (Entitlement.code,),
+    "purchased": (Entitlement.purchase_date, Entitlement.id),
+    "status": (Entitlement.status, Entitlement.code),
+}
+DEFAULT_SORT = "-purchased"
+
+
+def clean_code(code: str) -> str:
+    """The code from a URL, or 404 (control characters and huge strings never reach SQL)."""
+    if not CODE.fullmatch(code):
+        abort(404)
+    return code
+
+
+# --- filters and search ---------------------------------------------------------------------
+
+
+def product_filter(actor) -> Filter:
+    """Products on the entitlements the actor sees (one query)."""
+    visible_ids = policy.visible_entitlements(actor).with_only_columns(Entitlement.id)
+    products = db.session.execute(
+        select(Product.id, Product.name).where(
+            Product.id.in_(select(EntitlementLine.product_id).where(EntitlementLine.entitlement_id.in_(visible_ids)))
+        ).order_by(Product.name, Product.id)
+    ).all()
+    return Filter("product", "Product", [(str(i), name) for i, name in products])
+
+
+MODEL_FILTER = Filter("model", "License model", [(m, m.capitalize()) for m in LICENSE_MODELS])
+STATUS_FILTER = Filter("status", "Status", [(s, s.capitalize()) for s in ENTITLEMENT_STATUSES])
+ENDING_FILTER = Filter("ending", "Subscription ends", [(d, f"Within {d} days") for d in ENDING_DAYS],
+                       all_label="Any time")
+USAGE_FILTER = Filter("usage", "Usage", [("over", "Over allowance")], all_label="Any")
+
+
+def common_where(state: ListState) -> list:
+    """The WHERE clauses of the search and the shared filters (on top of the policy scope)."""
+    on = q.today()
+    chosen = state.filters
+    clauses = []
+    if state.q:
+        clauses.append(q.matches_search(state.q))
+    if "product" in chosen:
+        clauses.append(q.has_product(int(chosen["product"])))
+    if "model" in chosen:
+        clauses.append(q.has_license_model(chosen["model"]))
+    if "status" in chosen:
+        clauses.append(Entitlement.status == chosen["status"])
+    if "ending" in chosen:
+        clauses.append(q.ending_within(int(chosen["ending"]), on))
+    if "usage" in chosen:
+        clauses.append(q.over_allowance(on))
+    return clauses
+
+
+# --- one page of the list -------------------------------------------------------------------
+
+
+def list_page(actor, state: ListState, where: list, *, owner_sort: str):
+    """One page of the visible entitlements narrowed by ``where``, sorted by the state's key
+    (``owner_sort`` names the key that sorts by the owner's name), each with its owner loaded."""
+    owner = aliased(Organization)
+    query = (
+        policy.visible_entitlements(actor)
+        .join(owner, owner.id == Entitlement.owner_id)
+        .options(contains_eager(Entitlement.owner.of_type(owner)))
+        .where(*where)
+    )
+    keys = (owner.name, Entitlement.code) if state.sort == owner_sort else SORTS[state.sort]
+    query = query.order_by(*(key.desc() if state.descending else key for key in keys))
+    return db.paginate(query, page=state.page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+
+
+@dataclass
+class RowDetails:
+    """What a list row shows beyond the entitlement itself (loaded for the whole page at once)."""
+
+    lines: list[EntitlementLine] = field(default_factory=list)
+    seats: int = 0
+    used: int = 0
+    seller: str | None = None
+    ends: date | None = None
+    ending_soon: bool = False
+
+
+def row_details(entitlements: list[Entitlement], *, seller: bool = True) -> dict[int, RowDetails]:
+    """Lines, seats used and (when asked: the customer's list) the seller of one page of
+    entitlements: two or three queries for the page."""
+    ids = [e.id for e in entitlements]
+    details = {i: RowDetails() for i in ids}
+    # Asked for an empty page too: a list costs the same whether or not it has rows.
+    lines = db.session.scalars(
+        select(EntitlementLine).where(EntitlementLine.entitlement_id.in_(ids))
+        .options(joinedload(EntitlementLine.product)).order_by(EntitlementLine.entitlement_id, EntitlementLine.id)
+    ).all()
+    used = dict(db.session.execute(
+        select(Activation.line_id, func.sum(Activation.seats))
+        .where(Activation.line_id.in_([line.id for line in lines]), Activation.active.is_(True))
+        .group_by(Activation.line_id)
+    ).all())
+    on = q.today()
+    for line in lines:
+        row = details[line.entitlement_id]
+        row.lines.append(line)
+        if line.license_model in q.SEAT_MODELS:
+            row.seats += line.quantity
+            row.used += used.get(line.id, 0)
+        if line.license_model == "subscription" and line.end_date:
+            row.ends = min(row.ends or line.end_date, line.end_date)
+            row.ending_soon = row.ending_soon or 0 <= (line.end_date - on).days <= 90
+    if seller:
+        # The seller is the last tier of the chain.
+        for entitlement_id, name in db.session.execute(
+            select(SalesChainLink.entitlement_id, Organization.name)
+            .join(Organization, Organization.id == SalesChainLink.partner_id)
+            .where(SalesChainLink.entitlement_id.in_(ids))
+            .order_by(SalesChainLink.entitlement_id, SalesChainLink.position)
+        ).all():
+            details[entitlement_id].seller = name
+    return details
+
+
+def csv_response(actor, where: list, filename: str = "entitlements.csv") -> Response:
+    """The entitlements the list shows with the same search and filters, all pages, as CSV
+    (``portal.exchange``: a partner's rows carry only its own attachment)."""
+    out = io.StringIO()
+    export_entitlements_csv(actor, out, where=where)
+    response = Response(out.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
