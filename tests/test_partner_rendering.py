@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from portal import policy
 from portal.extensions import db
-from portal.models import Activation, Attachment, Entitlement, EntitlementLine, Membership, Organization
+from portal.models import Activation, Attachment, Entitlement, EntitlementLine, Membership, Organization, ReleaseFile
 from portal.services.accounts import create_user
 from portal.services.activations import activate
 from tests.factories import write_transaction
@@ -45,6 +45,8 @@ FILLERS = {
     "activation_id": lambda actor: next((a.id for a in db.session.scalars(
         select(Activation).join(EntitlementLine).join(Entitlement).where(policy.entitlement_scope(actor))
         .order_by(Activation.id)) if policy.can(actor, "download", a)), None),
+    # A release file: its bytes are the producer's, naming no partner (this world has none).
+    "file_id": lambda actor: db.session.scalar(select(ReleaseFile.id).order_by(ReleaseFile.id).limit(1)),
 }
 
 
@@ -151,7 +153,9 @@ RAW_GRAPH = re.compile(r"\.(attachments|memberships|children|chain)\b")
 
 
 def test_templates_do_not_walk_the_raw_graph():
+    # Producer staff see everything (every chain and attachment is theirs to see): their pages,
+    # under producer/, are the one place the raw graph is what the policy allows.
     offenders = [f"{path.relative_to(TEMPLATES)}:{number}: {line.strip()}"
-                 for path in sorted(TEMPLATES.rglob("*.html"))
+                 for path in sorted(TEMPLATES.rglob("*.html")) if path.relative_to(TEMPLATES).parts[0] != "producer"
                  for number, line in enumerate(path.read_text().splitlines(), 1) if RAW_GRAPH.search(line)]
     assert not offenders, "pass what the policy allows instead:\n" + "\n".join(offenders)

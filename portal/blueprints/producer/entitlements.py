@@ -34,7 +34,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from portal import policy
 from portal.auth_session import current_actor
 from portal.blueprints.customer import queries as q
-from portal.blueprints.customer.entitlements import _row_details, clean_code
+from portal.blueprints.listing import clean_code, row_details
 from portal.blueprints.producer import bp
 from portal.blueprints.producer.paging import CheapTable, paginate
 from portal.exchange import export_entitlements_csv
@@ -162,7 +162,7 @@ def entitlements():
     rows = table.rows
     paths = policy.hierarchy_paths([e.owner for e in rows])
     response = render("producer/entitlements.html", fragment="producer/_entitlements_table.html", table=table,
-                      filters=filters, details=_row_details(rows), paths=paths)
+                      filters=filters, details=row_details(rows), paths=paths)
     return push_url(response, table.state)
 
 
