@@ -14,7 +14,7 @@ import io
 from dataclasses import replace
 
 from flask import Response, abort, current_app, request, url_for
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
@@ -29,7 +29,7 @@ from portal.blueprints.customer.users import ROLE_CHOICES, ROLE_HINT, ROLES, Rem
 from portal.blueprints.partner import bp
 from portal.extensions import db
 from portal.forms import PortalForm
-from portal.models import Invitation, Membership, User, utcnow
+from portal.models import AuditEvent, Invitation, Membership, User, utcnow
 from portal.models.orgs import ROLES_BY_KIND
 from portal.services.accounts import invite_user
 from portal.services.errors import NotAllowed, ServiceError
@@ -200,6 +200,13 @@ def _audit_state(args) -> tuple[ListState, list[Filter]]:
     return replace(state, filters={**state.filters, **{k: v.isoformat() for k, v in days.items() if v}}), filters
 
 
+def _our_audit(actor, state: ListState):
+    """The policy's events for a partner admin, less what others did to partner attachments on
+    our stock: those name the other partners (rule 3), and they are the customer's business."""
+    return audit_query(actor, state).where(
+        or_(AuditEvent.org_id == actor.org.id, AuditEvent.subject_type != "attachment"))
+
+
 def _audit_allowed(actor) -> None:
     if not policy.can(actor, "view_audit"):
         abort(403, "Only your organization's admins see its audit trail.")
@@ -211,7 +218,7 @@ def audit():
     actor = current_actor()
     _audit_allowed(actor)
     state, filters = _audit_state(request.args)
-    pagination = db.paginate(audit_query(actor, state), page=state.page,
+    pagination = db.paginate(_our_audit(actor, state), page=state.page,
                              per_page=current_app.config["PAGE_SIZE"], error_out=False)
     table = Table(
         id="audit", pagination=pagination, state=state, noun="event", nouns="events",
@@ -235,7 +242,7 @@ def audit_csv():
     writer = csv.writer(out)
     writer.writerow(["time", "who", "user_email", "organization", "on_behalf_of", "action", "subject", "details",
                      "request_id"])
-    for event in db.session.scalars(audit_query(actor, state).execution_options(yield_per=CSV_CHUNK)):
+    for event in db.session.scalars(_our_audit(actor, state).execution_options(yield_per=CSV_CHUNK)):
         writer.writerow([_cell(v) for v in (
             event.at.isoformat(), event.describe(), event.user.email if event.user else "",
             event.org.name if event.org else "", event.on_behalf_of.name if event.on_behalf_of else "",

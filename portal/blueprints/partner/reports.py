@@ -159,7 +159,7 @@ def build_report(actor, kind: str) -> dict:
         select(func.count()).select_from(PartnerCustomer).where(PartnerCustomer.partner_id == actor.org.id)))
     ending = db.session.scalar(select(func.count()).select_from(Entitlement).where(
         _sold_through_us(actor), q.ending_within(EXPIRY_DAYS, today)))
-    return {"kind": kind, "keys": keys, "periods": [periods[k] for k in keys], "total": total,
+    return {"kind": kind, "period_keys": keys, "periods": [periods[k] for k in keys], "total": total,
             "splits": below_us, "served": served, "ending": ending, "days": EXPIRY_DAYS}
 
 
@@ -229,7 +229,7 @@ def reports_csv():
         row(f.label, "all", f, f.customers)
     row("all", "all", report["total"], report["total"].customers)
     for split in report["splits"]:
-        for key in report["keys"]:
+        for key in report["period_keys"]:
             if key in split.periods:
                 row(_label(kind, key), split.name, split.periods[key], "")
     response = Response(out.getvalue(), mimetype="text/csv")
