@@ -88,7 +88,9 @@ def _key(kind: str, year: int, month: int) -> tuple[int, int]:
 
 
 def _sold_through_us(actor):
-    return and_(policy.entitlement_scope(actor), q.sold_through(actor.org.id))
+    """Entitlements we see whose chain names us; our own stock is not sold yet (a distributor's
+    figures count a reseller's stock: it was sold to that reseller)."""
+    return and_(policy.entitlement_scope(actor), q.sold_through(actor.org.id), Entitlement.owner_id != actor.org.id)
 
 
 def _used(actor, start: date):
@@ -114,16 +116,21 @@ def build_report(actor, kind: str) -> dict:
     activated = func.sum(func.coalesce(used.c.used, 0))
     in_window = and_(_sold_through_us(actor), Entitlement.purchase_date >= start)
 
+    owner = aliased(Organization)
+    # Customers, not a reseller holding stock a distributor sold it.
+    customer_ids = distinct(case((owner.kind == "customer", Entitlement.owner_id)))
+
     def lines():
         return (select().select_from(EntitlementLine)
                 .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
+                .join(owner, owner.id == Entitlement.owner_id)
                 .outerjoin(used, used.c.line_id == EntitlementLine.id))
 
     periods = {key: Figures(_label(kind, key)) for key in keys}
     total = Figures("All periods")
     for y, m, entitlements, sold, act, customers in db.session.execute(
             lines().add_columns(year, month, func.count(distinct(Entitlement.id)), seats, activated,
-                                func.count(distinct(Entitlement.owner_id)))
+                                func.count(customer_ids))
             .where(in_window).group_by(year, month)):
         key = _key(kind, y, m)
         if key in periods:
@@ -131,7 +138,8 @@ def build_report(actor, kind: str) -> dict:
             total.add(entitlements, sold, act)
     # Customers over the whole window: distinct, not the sum of the periods'.
     total.customers = db.session.scalar(
-        select(func.count(distinct(Entitlement.owner_id))).where(in_window)) or 0
+        select(func.count(customer_ids)).select_from(Entitlement).join(owner, owner.id == Entitlement.owner_id)
+        .where(in_window)) or 0
 
     # The tier below us on each entitlement (the reseller a distributor supplied), or us.
     ours, below = aliased(SalesChainLink), aliased(SalesChainLink)
