@@ -53,8 +53,8 @@ def channel(make) -> Channel:
     e["stock2"] = make.entitlement(o["bluesky"], nb, fulfilment="stocking")
     make.attach(e["germany"], o["initech"], permissions=("view", "activate"))
     make.attach(list(e.values()), o["zephyr"], permissions=("view", "download", "activate"))
-    # Stock ages: one entered 100 days ago.
-    e["stock1"].created_at = e["stock1"].created_at - timedelta(days=100)
+    # Stock ages: one bought 100 days ago.
+    e["stock1"].purchase_date = today - timedelta(days=100)
     db.session.commit()
     write_transaction()
     activate(make.system, e["germany"].lines[0], "de-host-1", seats=4)

@@ -18,7 +18,7 @@ from portal.auth_session import current_actor
 from portal.blueprints.customer import queries as q
 from portal.blueprints.partner import bp
 from portal.extensions import db
-from portal.models import Entitlement, EntitlementLine, Organization, PortalRequest, Product, utcnow
+from portal.models import Entitlement, EntitlementLine, Organization, PortalRequest, Product
 from portal.models.entitlements import PartnerCustomer
 from portal.web import render
 
@@ -101,23 +101,24 @@ def panel_expiring():
 
 @bp.get("/panels/stock")
 def panel_stock():
-    """Entitlements we hold in stock (not assigned to a customer yet) and how long they have waited."""
+    """Entitlements we hold in stock (not assigned to a customer yet) and how long they have waited
+    since we bought them (their purchase date)."""
     actor = current_actor()
-    now = utcnow()
+    today = q.today()
     held = Entitlement.owner_id == actor.org.id
-    young, middle = now - timedelta(days=STOCK_AGES[0][0]), now - timedelta(days=STOCK_AGES[1][0])
+    young, middle = today - timedelta(days=STOCK_AGES[0][0]), today - timedelta(days=STOCK_AGES[1][0])
+    bought = Entitlement.purchase_date
     total, under_30, under_90, oldest = db.session.execute(
-        select(func.count(), func.coalesce(func.sum(case((Entitlement.created_at > young, 1), else_=0)), 0),
-               func.coalesce(func.sum(case((and_(Entitlement.created_at <= young, Entitlement.created_at > middle), 1),
-                                           else_=0)), 0),
-               func.min(Entitlement.created_at))
+        select(func.count(), func.coalesce(func.sum(case((bought > young, 1), else_=0)), 0),
+               func.coalesce(func.sum(case((and_(bought <= young, bought > middle), 1), else_=0)), 0),
+               func.min(bought))
         .where(held)).one()
     ages = [(STOCK_AGES[0][1], under_30), (STOCK_AGES[1][1], under_90), (STOCK_AGES[2][1], total - under_30 - under_90)]
     waiting = db.session.execute(
-        select(Entitlement.code, Entitlement.created_at)
-        .where(held, Entitlement.status == "active").order_by(Entitlement.created_at, Entitlement.id).limit(ROWS_SHOWN)
+        select(Entitlement.code, Entitlement.purchase_date)
+        .where(held, Entitlement.status == "active").order_by(bought, Entitlement.id).limit(ROWS_SHOWN)
     ).all()
-    return _panel("stock", total=total, ages=ages, oldest=oldest, waiting=waiting, now=now)
+    return _panel("stock", total=total, ages=ages, oldest=oldest, waiting=waiting, today=today)
 
 
 def our_requests(actor):

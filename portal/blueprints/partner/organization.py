@@ -25,7 +25,7 @@ from portal.blueprints.customer.audit import ACTIONS, CSV_CHUNK, _cell, _day, ac
 from portal.blueprints.customer.audit import _query as audit_query
 from portal.blueprints.customer.organization import OrganizationForm
 from portal.blueprints.customer.replies import done, refuse, show_error
-from portal.blueprints.customer.users import ROLE_CHOICES, ROLE_HINT, ROLES, RemoveForm, RoleForm
+from portal.blueprints.customer.users import ROLE_CHOICES, ROLES, RemoveForm, RoleForm
 from portal.blueprints.partner import bp
 from portal.extensions import db
 from portal.forms import PortalForm
@@ -38,6 +38,8 @@ from portal.ui import Column, Filter, ListState, Table, parse_list_args
 from portal.web import render
 
 SHOWN = 50  # open invitations shown at once, newest first
+ROLE_HINT = ("Members work on the entitlements you are attached to and ask customers for access; admins also "
+             "manage users and contacts, and see the audit trail and reports.")
 
 
 class ContactsForm(OrganizationForm):
