@@ -646,9 +646,13 @@ def _partner_membership(w: World, role: str, key: str | None = None) -> dict[str
     """A member (not the cell's own user) of the cell's partner organization, or of ``key``'s."""
     org = w.orgs[key] if key else (w.org_of(role) if w.org_of(role) is not None else w.redrock)
     user = _user_in(org, f"colleague@{org.id}.example", "member")
+    membership = db.session.scalar(select(Membership).where(Membership.user_id == user.id,
+                                                            Membership.org_id == org.id))
+    if membership is None:  # removed by an earlier probe of the same world
+        membership = Membership(user=user, org=org, role="member")
+        db.session.add(membership)
     db.session.commit()
-    return {"membership_id": db.session.scalar(select(Membership.id).where(
-        Membership.user_id == user.id, Membership.org_id == org.id))}
+    return {"membership_id": membership.id}
 
 
 PARTNER_PORTAL_ROWS = [
