@@ -199,7 +199,8 @@ def search_texts(connection, customer_ids) -> dict[int, str]:
     ids = sorted(set(customer_ids))
     paths: dict[int, str] = {}
     for start in range(0, len(ids), 5000):
-        paths.update(connection.execute(select(org.c.id, org.c.path).where(org.c.id.in_(ids[start:start + 5000]))).all())
+        chunk = ids[start:start + 5000]
+        paths.update(connection.execute(select(org.c.id, org.c.path).where(org.c.id.in_(chunk))).all())
     chains = {i: [int(part) for part in path.strip("/").split("/") if part] for i, path in paths.items()}
     wanted = sorted({i for chain in chains.values() for i in chain})
     names: dict[int, str] = {}
@@ -216,8 +217,8 @@ def refresh_search_texts(connection, root_path: str) -> None:
     ids = connection.execute(
         select(table.c.customer_id).distinct().join(org, org.c.id == table.c.customer_id)
         .where(org.c.path.startswith(root_path, autoescape=True))).scalars().all()
-    for customer_id, text in sorted(search_texts(connection, ids).items()):
-        connection.execute(update(table).where(table.c.customer_id == customer_id).values(search_name=text))
+    for customer_id, search in sorted(search_texts(connection, ids).items()):
+        connection.execute(update(table).where(table.c.customer_id == customer_id).values(search_name=search))
 
 
 def _served_query():

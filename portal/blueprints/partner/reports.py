@@ -16,7 +16,7 @@ import io
 from dataclasses import dataclass, field
 from datetime import date
 
-from flask import Response, abort, request
+from flask import Response, abort
 from sqlalchemy import and_, case, distinct, extract, func, select
 from sqlalchemy.orm import aliased
 

@@ -5,8 +5,8 @@ Revises: 0004 (the lead re-chains it at merge)
 Create Date: 2026-12-01 02:40:00
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0007_partner'
 down_revision = '0004'
