@@ -379,6 +379,24 @@ def customer_by_exact_name(actor: Actor, name: str) -> Organization | None:
     return found[0] if len(found) == 1 else None  # an ambiguous name finds nobody
 
 
+def access_request_target(actor: Actor, name: str) -> Organization | None:
+    """The customer a partner asks for access to, named by the customer itself: one active
+    customer organization whose name matches exactly (ignoring case and surrounding spaces), or
+    None. Like the stock look-up it reveals nothing else: no list, no prefix search, and an
+    ambiguous name finds nobody."""
+    name = " ".join((name or "").split())
+    if not (actor.is_partner and can(actor, Action.REQUEST_ACCESS)) or not name:
+        return None
+    found = db.session.scalars(
+        select(Organization)
+        .where(Organization.kind == "customer", Organization.status == "active",
+               func.lower(Organization.name) == name.lower())
+        .order_by(Organization.id)
+        .limit(2)
+    ).all()
+    return found[0] if len(found) == 1 else None
+
+
 def join_target(name: str) -> Organization | None:
     """The organization a join request may name: one active organization, other than the
     producer, whose name matches exactly (ignoring case); None sends it to producer staff."""
@@ -496,6 +514,10 @@ def visible_requests(actor: Actor) -> Select:
             or_(PortalRequest.requester_org_id.in_(subtree_org_ids(actor.org)), addressed_to_customer(actor.org)))
     own = PortalRequest.requester_user_id == actor.user.id if actor.user is not None else false()
     decidable = decidable_requests(actor).with_only_columns(PortalRequest.id)
+    if actor.is_partner:
+        # A partner's requests for access are its organization's: each of its users sees them.
+        ours = (PortalRequest.requester_org_id == actor.org.id) & (PortalRequest.kind == "partner_access")
+        return select(PortalRequest).where(or_(own, ours, PortalRequest.id.in_(decidable)))
     return select(PortalRequest).where(or_(own, PortalRequest.id.in_(decidable)))
 
 
@@ -789,6 +811,9 @@ def _can_request(actor: Actor, action: str, req: PortalRequest) -> bool:
         is_requester = actor.user is not None and req.requester_user_id == actor.user.id
         ours = (actor.is_customer and actor.is_admin and req.requester_org is not None
                 and _in_subtree(req.requester_org, actor.org))
+        # A partner's admins withdraw the access requests their organization made.
+        ours = ours or (actor.is_partner and actor.is_admin and req.kind == "partner_access"
+                        and req.requester_org_id == actor.org.id)
         return req.state == "pending" and (is_requester or ours)
     if action == A.DECIDE:
         return db.session.scalar(
@@ -1025,6 +1050,7 @@ __all__ = [
     "Action",
     "Actor",
     "UnknownAction",
+    "access_request_target",
     "actor_for",
     "addressed_to_customer",
     "assignable_customers",

@@ -529,17 +529,6 @@ MATRIX: list[Row] = [
     Row("customer.entitlements_csv", "GET", area_route("customer", OK), extra={SUBSIDIARY: OK}),
     *_customer_object_rows(),
     *_partner_page_rows(),
-    Row("partner.home", "GET", area_route("partner", OK)),
-    Row("partner.customers", "GET", area_route("partner", OK), values={"q": "Contoso"}),
-    # A partner works for a customer it serves, never for another partner's or anyone else's.
-    Row("partner.switch_customer", "POST", relation="own", form=lambda w, role: {"customer_id": w.contoso.id},
-        expect=area_route("partner", HOME["partner"])),
-    Row("partner.switch_customer", "POST", relation="another_partner",
-        form=lambda w, role: {"customer_id": w.fabrikam.id}, expect=area_route("partner", NOT_FOUND)),
-    Row("partner.switch_customer", "POST", relation="another_customer",
-        form=lambda w, role: {"customer_id": w.tailspin.id}, expect=area_route("partner", NOT_FOUND)),
-    Row("partner.switch_customer", "POST", relation="-", form=lambda w, role: {"customer_id": ""},
-        expect=area_route("partner", HOME["partner"])),  # back to all customers served
 ]
 
 # --- the customer's hierarchy, users, inbox and audit (issue 8, items 5, 6 and 8) ---------------
@@ -1079,6 +1068,89 @@ for _relation, _key in [("own", "contoso"), ("another_partner", "fabrikam"), ("a
         Row("partner.certificate", "GET", _seen(OK), relation=_relation, values=_wrap(_activation(_key))),
     ]
 MATRIX.extend(PARTNER_ENTITLEMENT_ROWS)
+
+
+# --- the partner portal: single pane, customers, requests, organization, reports (issue 9, items 1, 2, 6-8)
+# Every partner kind (all admins here) opens its pages; customers and producer staff get 404. "own":
+# a customer it serves, its own request or user; "another_partner": RedRock's (404 to the others);
+# "another_customer": nobody's. A customer named in a form that does not exist is 422 at the field.
+
+
+def _own_access_request(w: World, role: str) -> dict[str, Any]:
+    """A pending request of the cell's own partner organization (made by another of its users) to Tailspin."""
+    from portal.models import PortalRequest
+    from portal.services.requests import request_partner_access
+
+    org = w.org_of(role)
+    if org is None or not org.is_partner:
+        return _access_request(w, "tailspin")  # Initech's: 404 to every role outside it anyway
+    pending = db.session.scalar(select(PortalRequest.id).where(
+        PortalRequest.requester_org_id == org.id, PortalRequest.target_org_id == w.tailspin.id,
+        PortalRequest.state == "pending"))
+    if pending is None:
+        actor = policy.Actor(user=_user_in(org, f"asker@{org.id}.example"), org=org, role="member")
+        pending = request_partner_access(actor, w.tailspin, ["ENT-ANY-CODE"]).id
+        db.session.commit()
+    return {"request_id": pending}
+
+
+def _partner_membership(w: World, role: str, key: str | None = None) -> dict[str, Any]:
+    """A member (not the cell's own user) of the cell's partner organization, or of ``key``'s."""
+    org = w.orgs[key] if key else (w.org_of(role) if w.org_of(role) is not None else w.redrock)
+    user = _user_in(org, f"colleague@{org.id}.example", "member")
+    membership = db.session.scalar(select(Membership).where(Membership.user_id == user.id,
+                                                            Membership.org_id == org.id))
+    if membership is None:  # removed by an earlier probe of the same world
+        membership = Membership(user=user, org=org, role="member")
+        db.session.add(membership)
+    db.session.commit()
+    return {"membership_id": membership.id}
+
+
+PARTNER_PORTAL_ROWS = [
+    Row("partner.home", "GET", area_route("partner", OK)),
+    *[Row(f"partner.panel_{panel}", "GET", area_route("partner", OK))
+      for panel in ("customers", "expiring", "stock", "requests")],
+    Row("partner.customers", "GET", area_route("partner", OK), values={"q": "Contoso", "page": 2}),
+    Row("partner.choose_customer", "GET", area_route("partner", OK), values={"q": "Contoso"}),
+    # A partner works for a customer it serves, never for another partner's or anyone else's.
+    Row("partner.switch_customer", "POST", relation="own", form=lambda w, role: {"customer_id": w.contoso.id},
+        expect=area_route("partner", HOME["partner"])),
+    Row("partner.switch_customer", "POST", relation="another_partner",
+        form=lambda w, role: {"customer_id": w.fabrikam.id}, expect=area_route("partner", NOT_FOUND)),
+    Row("partner.switch_customer", "POST", relation="another_customer",
+        form=lambda w, role: {"customer_id": w.tailspin.id}, expect=area_route("partner", NOT_FOUND)),
+    Row("partner.switch_customer", "POST", relation="-", form=lambda w, role: {"customer_id": ""},
+        expect=area_route("partner", HOME["partner"])),  # back to all customers served
+    Row("partner.requests", "GET", area_route("partner", OK), values={"q": "a", "state": "pending", "sort": "state"}),
+    Row("partner.ask_for_access", "POST", area_route("partner", Expect(302, "/partner/requests")), relation="own",
+        form=lambda w, role: {"ask-customer": " contoso group ", "ask-codes": _code_of(w, "contoso")}),
+    Row("partner.ask_for_access", "POST", area_route("partner", Expect(422)), relation="another_customer",
+        form=lambda w, role: {"ask-customer": "Contoso", "ask-codes": "ENT-1234"}),  # no prefix search
+    Row("partner.withdraw", "POST", area_route("partner", Expect(302, "/partner/requests")), relation="own",
+        values=_own_access_request),
+    Row("partner.withdraw", "POST", area_route("partner", NOT_FOUND), relation="another_partner",
+        values=lambda w, role: _access_request(w, "contoso")),  # RedRock's request
+    Row("partner.organization", "GET", area_route("partner", OK), values={"q": "a", "role": "admin"}),
+    Row("partner.edit_contacts", "POST", area_route("partner", Expect(302, "/partner/organization")),
+        form=lambda w, role: {"org-email": "desk@partner.example", "org-phone": "+1 555 0199"}),
+    Row("partner.invite", "POST", area_route("partner", Expect(302, "/partner/organization")),
+        form=lambda w, role: {"invite-email": "new.partner.user@example.com", "invite-role": "member"}),
+    *[Row(endpoint, "POST", area_route("partner", expect), relation=relation,
+          values=lambda w, role, key=key: _partner_membership(w, role, key),
+          form=lambda w, role, key=key: {f"m-{_partner_membership(w, role, key)['membership_id']}-role": "admin"})
+      for endpoint in ("partner.change_role", "partner.remove")
+      for relation, key, expect in (("own", None, Expect(302, "/partner/organization")),
+                                    ("another_partner", "redrock", NOT_FOUND),
+                                    ("another_customer", "contoso", NOT_FOUND))],
+    Row("partner.audit", "GET", area_route("partner", OK), values={"q": "a", "action": "request.create"}),
+    Row("partner.audit_csv", "GET", area_route("partner", OK)),
+    Row("partner.reports", "GET", area_route("partner", OK), values={"period": "quarter"}),
+    Row("partner.reports", "GET", area_route("partner", Expect(400)), relation="another_customer",
+        values={"period": "decade"}),
+    Row("partner.reports_csv", "GET", area_route("partner", OK), values={"period": "month"}),
+]
+MATRIX.extend(PARTNER_PORTAL_ROWS)
 
 # Endpoints anonymous may open (everything else is protected by default), with the reason.
 PUBLIC: dict[str, str] = {

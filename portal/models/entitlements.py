@@ -187,8 +187,38 @@ class PartnerCustomer(db.Model):
     partner_id: Mapped[int] = mapped_column(ForeignKey("organization.id"), primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("organization.id"), primary_key=True, index=True)
     customer_name: Mapped[str] = mapped_column(String(200))
-    search_name: Mapped[str] = mapped_column(String(200))  # customer_name.lower(), matched with LIKE
+    # The names on the customer's hierarchy path, lower-cased ("contoso group > contoso germany"),
+    # matched with LIKE: a search for a parent company finds its subsidiaries (``search_texts``).
+    search_name: Mapped[str] = mapped_column(String(1000))
     entitlements: Mapped[int] = mapped_column(Integer)
+
+
+def search_texts(connection, customer_ids) -> dict[int, str]:
+    """{customer id: the lower-cased names of its hierarchy path, top first}: two queries."""
+    org = Organization.__table__
+    ids = sorted(set(customer_ids))
+    paths: dict[int, str] = {}
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start:start + 5000]
+        paths.update(connection.execute(select(org.c.id, org.c.path).where(org.c.id.in_(chunk))).all())
+    chains = {i: [int(part) for part in path.strip("/").split("/") if part] for i, path in paths.items()}
+    wanted = sorted({i for chain in chains.values() for i in chain})
+    names: dict[int, str] = {}
+    for start in range(0, len(wanted), 5000):
+        names.update(connection.execute(
+            select(org.c.id, org.c.name).where(org.c.id.in_(wanted[start:start + 5000]))).all())
+    return {i: " > ".join(names.get(a, "") for a in chain).lower()[:1000] for i, chain in chains.items()}
+
+
+def refresh_search_texts(connection, root_path: str) -> None:
+    """Write the search texts again for the customers served under ``root_path`` (after a rename or
+    a move of that organization: its descendants' paths read differently)."""
+    table, org = PartnerCustomer.__table__, Organization.__table__
+    ids = connection.execute(
+        select(table.c.customer_id).distinct().join(org, org.c.id == table.c.customer_id)
+        .where(org.c.path.startswith(root_path, autoescape=True))).scalars().all()
+    for customer_id, search in sorted(search_texts(connection, ids).items()):
+        connection.execute(update(table).where(table.c.customer_id == customer_id).values(search_name=search))
 
 
 def _served_query():
@@ -224,13 +254,14 @@ def served_pairs(connection, entitlement_ids=None) -> tuple[Counter, dict[int, s
 def apply_served_delta(connection, delta: dict[tuple[int, int], int], names: dict[int, str]) -> None:
     """Add ``delta`` to the read model, creating rows as needed and removing those that reach 0."""
     table = PartnerCustomer.__table__
+    texts = search_texts(connection, [c for (_, c), change in delta.items() if change > 0])
     for (partner_id, customer_id), change in sorted(delta.items()):  # one order: no deadlock between two
         key = (table.c.partner_id == partner_id) & (table.c.customer_id == customer_id)
         if change > 0:
             insert = (postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert)(table)
             connection.execute(
                 insert.values(partner_id=partner_id, customer_id=customer_id, customer_name=names[customer_id],
-                              search_name=names[customer_id].lower(), entitlements=change)
+                              search_name=texts[customer_id], entitlements=change)
                 .on_conflict_do_update(index_elements=[table.c.partner_id, table.c.customer_id],
                                        set_={"entitlements": table.c.entitlements + change})
             )
@@ -244,8 +275,9 @@ def rebuild_partner_customers(connection) -> int:
     table = PartnerCustomer.__table__
     connection.execute(delete(table))
     counts, names = served_pairs(connection)
+    texts = search_texts(connection, names)
     rows = [{"partner_id": partner_id, "customer_id": customer_id, "customer_name": names[customer_id],
-             "search_name": names[customer_id].lower(), "entitlements": count}
+             "search_name": texts[customer_id], "entitlements": count}
             for (partner_id, customer_id), count in sorted(counts.items())]
     for start in range(0, len(rows), 10_000):
         connection.execute(insert(table), rows[start:start + 10_000])
@@ -310,8 +342,8 @@ def _served_after_flush(session: Session, flush_context) -> None:
     connection = session.connection()
     table = PartnerCustomer.__table__
     for org in renamed:
-        connection.execute(update(table).where(table.c.customer_id == org.id).values(
-            customer_name=org.name, search_name=org.name.lower()))
+        connection.execute(update(table).where(table.c.customer_id == org.id).values(customer_name=org.name))
+        refresh_search_texts(connection, org.path)  # its own and its descendants' paths read differently
     ids = ids | {e.id for e in new_entitlements if e.id is not None}
     if ids:
         after, names = served_pairs(connection, ids)

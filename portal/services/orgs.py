@@ -11,6 +11,7 @@ from portal.models import (
     Organization,
     User,
 )
+from portal.models.entitlements import refresh_search_texts
 from portal.models.orgs import ORG_KINDS, PARTNER_KINDS, ROLES_BY_KIND
 from portal.policy import Actor, can, path_within, system_actor
 from portal.services.audit import record
@@ -163,6 +164,8 @@ def move_organization(actor: Actor, org: Organization, new_parent: Organization 
         .values(path=literal(new_path, String) + func.substr(Organization.path, len(old_path) + 1))
         .execution_options(synchronize_session=False)
     )
+    # The partners' customer search reads the hierarchy path's names: those under it changed.
+    refresh_search_texts(db.session.connection(), new_path)
     db.session.expire_all()
     record(actor, "organization.move", org, subject_org=org,
            details={"from_parent_id": old_parent_id, "to_parent_id": new_parent.id if new_parent else None})

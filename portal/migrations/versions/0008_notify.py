@@ -1,7 +1,7 @@
 """Notifications as a job: state and progress, acknowledgement and reminders, preferences per kind.
 
 Revision ID: 0008_notify
-Revises: 0005_perf
+Revises: 0007_partner
 Create Date: 2026-12-01 02:11:12.307510
 
 """
@@ -13,7 +13,7 @@ import portal.models.base
 
 # revision identifiers, used by Alembic.
 revision = '0008_notify'
-down_revision = '0005_perf'
+down_revision = '0007_partner'
 branch_labels = None
 depends_on = None
 
