@@ -1,7 +1,7 @@
 """The partner's customer search reads the names on each customer's hierarchy path.
 
 Revision ID: 0007_partner
-Revises: 0004 (the lead re-chains it at merge)
+Revises: 0005_perf
 Create Date: 2026-12-01 02:40:00
 
 """
