@@ -288,6 +288,7 @@ def attach_partner(
                            "sold and distributed come from the sales chain.", field="relation")
     if not permissions <= {"view", "download", "activate"}:
         raise ServiceError("Permissions are view, download and activate.", field="permissions")
+    permissions.add("view")  # attaching is letting see (as a new attachment does); the rest adds to it
     if partner.kind not in PARTNER_KINDS or partner.status != "active":
         raise ServiceError("Choose an active partner.", field="partner")
     if not entitlements:
@@ -314,11 +315,13 @@ def attach_partner(
             action = "attachment.grant"
         else:
             if merge:
+                attachment.can_view = attachment.can_view or "view" in permissions
                 attachment.can_download = attachment.can_download or "download" in permissions
                 attachment.can_activate = attachment.can_activate or "activate" in permissions
             else:
                 if actor.is_producer:
                     attachment.relation = relation
+                attachment.can_view = "view" in permissions
                 attachment.can_download = "download" in permissions
                 attachment.can_activate = "activate" in permissions
             action = "attachment.update"
