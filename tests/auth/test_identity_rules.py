@@ -79,9 +79,12 @@ def test_odd_customer_ids_are_404_not_500(login_as, make, raw):
     assert client.post("/partner/customer", data={"customer_id": raw}).status_code == 404
 
 
-def test_huge_page_numbers_are_an_empty_page(login_as, make):
+def test_huge_page_numbers_are_refused_not_a_500(login_as, make):
+    """Every list reads its page through the shared parser: beyond any list is a 400 (as on the
+    customer's and producer's lists), a page past the end of this one an empty page."""
     client = login_as(make.user(make.partner("reseller")))
-    response = client.get("/partner/customers?page=" + "9" * 30)
+    assert client.get("/partner/customers?page=" + "9" * 30).status_code == 400
+    response = client.get("/partner/customers?page=99")
     assert response.status_code == 200 and 'class="customer-row"' not in response.get_data(as_text=True)
 
 

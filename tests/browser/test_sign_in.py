@@ -34,11 +34,12 @@ from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.browser
 
-# org key of DEMO_USERS -> (organization name, shell, visible entitlements)
+# org key of DEMO_USERS -> (organization name, shell, entitlements on its single pane). A partner's
+# counts the customers' entitlements attached to it; stock (BlueSky's two) has a panel of its own.
 EXPECTED = {
     "acme": ("Acme Software", "producer", 8),
-    "northwind": ("Northwind Distribution", "partner", 5),
-    "bluesky": ("BlueSky Resellers", "partner", 5),
+    "northwind": ("Northwind Distribution", "partner", 3),
+    "bluesky": ("BlueSky Resellers", "partner", 3),
     "redrock": ("RedRock IT", "partner", 2),
     "initech": ("Initech Services", "partner", 1),
     "contoso": ("Contoso Group", "customer", 3),
@@ -154,24 +155,3 @@ def test_two_memberships_switch_organization(browse, demo, make):
     switcher.locator("select").select_option(label="RedRock IT (admin)")
     page = browse.submit(switcher.get_by_role("button", name="Switch"))
     expect_shell(page, "RedRock IT", "partner", 2)
-
-
-def test_partner_switches_customer(browse, demo):
-    page = sign_in(browse, "admin@bluesky.example", DEMO_PASSWORD)
-    expect_shell(page, "BlueSky Resellers", "partner", 5)
-    expect(page.locator("#customer-count")).to_have_text("3")
-    switcher = page.locator("form#customer-switcher")
-    expect(switcher.locator("option")).to_have_text(
-        ["All customers I serve", "Contoso Germany", "Fabrikam Inc", "Tailspin Toys"])
-
-    # Fabrikam owns two entitlements, but only the one sold through BlueSky is visible.
-    switcher.locator("select").select_option(label="Fabrikam Inc")
-    page = browse.submit(switcher.get_by_role("button", name="Switch"))
-    expect_shell(page, "BlueSky Resellers", "partner", 1)
-    expect(page.locator("#customer_id option:checked")).to_have_text("Fabrikam Inc")
-    expect(page.locator("main .stats")).to_contain_text("of Fabrikam Inc")
-
-    switcher = page.locator("form#customer-switcher")
-    switcher.locator("select").select_option(label="All customers I serve")
-    page = browse.submit(switcher.get_by_role("button", name="Switch"))
-    expect_shell(page, "BlueSky Resellers", "partner", 5)
