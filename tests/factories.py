@@ -136,6 +136,7 @@ _CSRF_TOKEN = re.compile(r'("X-CSRFToken": "|name="csrf_token" value=")[^"]*')
 
 
 def page_without_csrf(response) -> str:
-    """A response's body without its CSRF token, which is signed with the time of the request:
-    two answers a second apart differ there and nowhere else."""
-    return _CSRF_TOKEN.sub(r"\1", response.get_data(as_text=True))
+    """A response's body (or a page's text) without its CSRF token, which is signed with the time
+    of the request: two answers a second apart differ there and nowhere else."""
+    text = response if isinstance(response, str) else response.get_data(as_text=True)
+    return _CSRF_TOKEN.sub(r"\1", text)

@@ -107,14 +107,15 @@ def test_every_response_names_its_request_id(client):
 def test_control_characters_in_the_customer_search_are_a_400_with_a_message(partner, q):
     response = partner.get("/partner/customers", query_string={"q": q})
     assert response.status_code == 400
-    assert "Remove control characters from the “q” parameter." in response.get_data(as_text=True)
+    assert "The search contains characters that are not allowed." in response.get_data(as_text=True)
     fragment = partner.get("/partner/customers", query_string={"q": q}, headers={"HX-Request": "true"})
     assert fragment.status_code == 400 and "<html" not in fragment.get_data(as_text=True)
 
 
 def test_the_customer_search_still_finds_by_name(partner):
-    response = partner.get("/partner/customers", query_string={"q": "  contoso  ", "page": "-5"})
+    response = partner.get("/partner/customers", query_string={"q": "  contoso  "})
     assert response.status_code == 200 and "Contoso Group" in response.get_data(as_text=True)
+    assert partner.get("/partner/customers", query_string={"q": "contoso", "page": "-5"}).status_code == 400
 
 
 @pytest.mark.parametrize(("field", "value"), [

@@ -25,12 +25,14 @@ def _template_lines():
 
 def test_templates_have_no_inline_style_or_script():
     """The CSP ignores style="..." silently and blocks inline scripts and handlers: use classes
-    and static/portal.js."""
+    and static/portal.js. Mail (templates/mail/) is read in mail clients, which know no portal
+    stylesheet and no CSP: its HTML styles itself inline, and never has scripts."""
     inline_style = re.compile(r"\sstyle\s*=", re.IGNORECASE)
     inline_script = re.compile(r"<script(?![^>]*\ssrc=)[^>]*>", re.IGNORECASE)
     handler = re.compile(r"\son[a-z]+\s*=", re.IGNORECASE)
     offenders = [f"{where}: {line.strip()}" for where, line in _template_lines()
-                 if inline_style.search(line) or inline_script.search(line) or handler.search(line)]
+                 if (inline_style.search(line) and not str(where).startswith("mail/"))
+                 or inline_script.search(line) or handler.search(line)]
     assert offenders == []
 
 
