@@ -20,7 +20,7 @@ from flask import abort, request, url_for
 from flask_sqlalchemy.pagination import Pagination
 
 # Control characters never belong in a search or a filter (and PostgreSQL refuses NUL).
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1, as forms refuse them
 MAX_PAGE = 100_000
 TOAST_EVENT = "portal:toast"
 
