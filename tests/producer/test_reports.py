@@ -53,6 +53,7 @@ def test_kind_filter_and_window(channel):
 
 def test_report_page_and_csv(staff_client, channel):
     html = staff_client.get("/producer/reports").get_data(as_text=True)
+    assert "<title>Channel reports · Entitlement Portal</title>" in html and html.count('id="report-table"') == 1
     row = re.search(rf'<tr id="report-row-{channel.orgs["redrock"].id}">(.*?)</tr>', html, re.S).group(1)
     assert re.findall(r'<td class="text-end">([^<]*)<', row)[:6] == ["2", "57", "10", "18 %", "2", "1"]
     assert '<title id="chart-svg-title">' in html and f"{PERIOD}: 87 seats sold, 18 activated" in html
