@@ -40,6 +40,7 @@ from portal.models import (
     User,
 )
 from portal.models.entitlements import PartnerCustomer
+from portal.models.notifications import MANDATORY_KINDS
 from portal.models.orgs import PARTNER_KINDS
 
 # --- the vocabulary: every question ``can`` answers ---------------------------------------
@@ -892,8 +893,6 @@ def _can_message(actor: Actor, action: Action, message: NotificationMessage) -> 
     ) is not None
     if action == A.VIEW:
         return visible
-    from portal.models.notifications import MANDATORY_KINDS
-
     return (visible and actor.is_customer and actor.is_admin
             and message.notification.kind in MANDATORY_KINDS)
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import joinedload
 from portal import policy
 from portal.auth_session import current_actor
 from portal.blueprints.customer import bp
+from portal.blueprints.customer.notices import acknowledgement_context
 from portal.blueprints.customer.replies import current_query, done, fragment, list_state, refuse
 from portal.extensions import db
 from portal.markdown import render_markdown
@@ -120,12 +121,6 @@ def _affected(message: NotificationMessage) -> list[tuple[str, list[Contact]]]:
 def inbox():
     """The messages of the hierarchy's organizations, newest first; unread ones marked."""
     return _list(current_actor(), request.args)
-
-
-def acknowledgement_context(actor, message):
-    from portal.blueprints.customer.notices import acknowledgement_context as context
-
-    return context(actor, message)
 
 
 @bp.get("/inbox/<int:message_id>")

@@ -17,7 +17,7 @@ from portal.blueprints.customer import bp
 from portal.blueprints.customer.replies import done, fragment, refuse
 from portal.extensions import db
 from portal.forms import PortalForm
-from portal.models.notifications import OPTIONAL_KINDS
+from portal.models.notifications import MANDATORY_KINDS, OPTIONAL_KINDS
 from portal.policy import Action
 from portal.services import notifications as notices
 from portal.services.errors import ServiceError
@@ -77,5 +77,5 @@ def inbox_settings():
 
 def acknowledgement_context(actor, message) -> dict:
     """What the message page shows about acknowledging it."""
-    return {"needs_acknowledgement": message.notification.kind in ("security_patch", "critical"),
+    return {"needs_acknowledgement": message.notification.kind in MANDATORY_KINDS,
             "can_acknowledge": policy.can(actor, Action.ACKNOWLEDGE, message) and message.acknowledged_at is None}
