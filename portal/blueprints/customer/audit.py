@@ -98,9 +98,10 @@ def _day(name: str) -> date | None:
         abort(400, f"Enter the “{name}” date as YYYY-MM-DD.")
 
 
-def _state(args) -> tuple[ListState, list[Filter]]:
+def audit_state(args, endpoint: str = "customer.audit") -> tuple[ListState, list[Filter]]:
+    """An audit list's search, action filter, dates, sort and page (the partner's trail too)."""
     filters = [Filter("action", "Action", ACTIONS, all_label="All actions")]
-    state = parse_list_args(args, endpoint="customer.audit", sorts={"at", "action"}, default_sort="-at",
+    state = parse_list_args(args, endpoint=endpoint, sorts={"at", "action"}, default_sort="-at",
                             filters=filters)
     days = {name: _day(name) for name in ("from", "to")}
     return replace(state, filters={**state.filters, **{k: v.isoformat() for k, v in days.items() if v}}), filters
@@ -129,7 +130,7 @@ def _query(actor, state: ListState):
     return query.order_by(key.desc() if state.descending else key, tie)
 
 
-def _allowed(actor) -> None:
+def require_audit_access(actor) -> None:
     if not policy.can(actor, "view_audit"):
         abort(403, "Only your organization's admins see its audit trail.")
 
@@ -138,8 +139,8 @@ def _allowed(actor) -> None:
 def audit():
     """The audit trail of the hierarchy's entitlements and organizations, newest first."""
     actor = current_actor()
-    _allowed(actor)
-    state, filters = _state(request.args)
+    require_audit_access(actor)
+    state, filters = audit_state(request.args)
     pagination = db.paginate(_query(actor, state), page=state.page, per_page=current_app.config["PAGE_SIZE"],
                              error_out=False)
     table = Table(
@@ -163,8 +164,8 @@ def _cell(value) -> str:
 def audit_csv():
     """Every event the filters select (all pages), in the list's order, as CSV."""
     actor = current_actor()
-    _allowed(actor)
-    state, _ = _state(request.args)
+    require_audit_access(actor)
+    state, _ = audit_state(request.args)
     query = _query(actor, state).execution_options(yield_per=CSV_CHUNK)
 
     out = io.StringIO()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import replace
 
 from flask import Response, abort, current_app, request, url_for
 from sqlalchemy import or_, select
@@ -21,7 +20,14 @@ from wtforms.validators import DataRequired, Length
 
 from portal import policy
 from portal.auth_session import current_actor
-from portal.blueprints.customer.audit import ACTIONS, CSV_CHUNK, _cell, _day, action_label, summary
+from portal.blueprints.customer.audit import (
+    CSV_CHUNK,
+    _cell,
+    action_label,
+    audit_state,
+    require_audit_access,
+    summary,
+)
 from portal.blueprints.customer.audit import _query as audit_query
 from portal.blueprints.customer.organization import OrganizationForm
 from portal.blueprints.customer.replies import done, refuse, show_error
@@ -194,14 +200,6 @@ def remove(membership_id: int):
 # --- our audit trail -------------------------------------------------------------------------
 
 
-def _audit_state(args) -> tuple[ListState, list[Filter]]:
-    filters = [Filter("action", "Action", ACTIONS, all_label="All actions")]
-    state = parse_list_args(args, endpoint="partner.audit", sorts={"at", "action"}, default_sort="-at",
-                            filters=filters)
-    days = {name: _day(name) for name in ("from", "to")}
-    return replace(state, filters={**state.filters, **{k: v.isoformat() for k, v in days.items() if v}}), filters
-
-
 def _our_audit(actor, state: ListState):
     """The policy's events for a partner admin, less what others did to partner attachments on
     our stock: those name the other partners (rule 3), and they are the customer's business."""
@@ -209,17 +207,12 @@ def _our_audit(actor, state: ListState):
         or_(AuditEvent.org_id == actor.org.id, AuditEvent.subject_type != "attachment"))
 
 
-def _audit_allowed(actor) -> None:
-    if not policy.can(actor, "view_audit"):
-        abort(403, "Only your organization's admins see its audit trail.")
-
-
 @bp.get("/organization/audit")
 def audit():
     """What our users did (for whichever customer), and what was done to our organization."""
     actor = current_actor()
-    _audit_allowed(actor)
-    state, filters = _audit_state(request.args)
+    require_audit_access(actor)
+    state, filters = audit_state(request.args, "partner.audit")
     pagination = db.paginate(_our_audit(actor, state), page=state.page,
                              per_page=current_app.config["PAGE_SIZE"], error_out=False)
     table = Table(
@@ -238,8 +231,8 @@ def audit():
 def audit_csv():
     """Every event the filters select (all pages), in the list's order, as CSV."""
     actor = current_actor()
-    _audit_allowed(actor)
-    state, _ = _audit_state(request.args)
+    require_audit_access(actor)
+    state, _ = audit_state(request.args, "partner.audit")
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["time", "who", "user_email", "organization", "on_behalf_of", "action", "subject", "details",
