@@ -30,6 +30,7 @@ from portal.blueprints.customer.forms_partners import (
     DecisionForm,
     EntitlementChoice,
     InviteForm,
+    PermissionBoxes,
     PermissionsForm,
 )
 from portal.extensions import db
@@ -176,11 +177,11 @@ class RowContext:
     products: dict[int, str]
     forms: dict[int, PermissionsForm] = field(default_factory=dict)
 
-    def form_for(self, attachment: Attachment) -> PermissionsForm:
+    def form_for(self, attachment: Attachment) -> PermissionsForm | PermissionBoxes:
         form = self.forms.get(attachment.id)
         if form is None:
-            form = PermissionsForm(formdata=None, prefix=f"attachment-{attachment.id}", view=attachment.can_view,
-                                   download=attachment.can_download, activate=attachment.can_activate)
+            form = PermissionBoxes.of(f"attachment-{attachment.id}", view=attachment.can_view,
+                                      download=attachment.can_download, activate=attachment.can_activate)
         return form
 
 
