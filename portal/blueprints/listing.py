@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from flask import Response, abort, current_app
+from flask_sqlalchemy.pagination import SelectPagination
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased, contains_eager, joinedload
 
@@ -49,12 +50,11 @@ def clean_code(code: str) -> str:
 
 
 def product_filter(actor) -> Filter:
-    """Products on the entitlements the actor sees (one query)."""
-    visible_ids = policy.visible_entitlements(actor).with_only_columns(Entitlement.id)
+    """Products on the entitlements the actor sees (one query: per product of the catalog, the
+    first of its lines the actor sees, not every line of every entitlement it sees)."""
+    seen = select(EntitlementLine.id).where(EntitlementLine.product_id == Product.id, policy.line_scope(actor))
     products = db.session.execute(
-        select(Product.id, Product.name).where(
-            Product.id.in_(select(EntitlementLine.product_id).where(EntitlementLine.entitlement_id.in_(visible_ids)))
-        ).order_by(Product.name, Product.id)
+        select(Product.id, Product.name).where(seen.exists()).order_by(Product.name, Product.id)
     ).all()
     return Filter("product", "Product", [(str(i), name) for i, name in products])
 
@@ -89,19 +89,53 @@ def common_where(state: ListState) -> list:
 # --- one page of the list -------------------------------------------------------------------
 
 
-def list_page(actor, state: ListState, where: list, *, owner_sort: str):
+class EntitlementPagination(SelectPagination):
+    """One page of a list of entitlements, found as the page's ids first (``ids``: the ids in the
+    list's order) and then the rows of those ids with their owners, in one statement.
+
+    The ids query filters each row with the policy's per-row scope while walking an index in the
+    list's order, so a partner attached to 12,000 entitlements reads a few hundred index entries
+    for a page instead of joining and sorting all 12,000. The total is ``total`` when the caller
+    knows it, else counted from the ids without the joins the page needs."""
+
+    def _query_items(self) -> list[Entitlement]:
+        args = self._query_args
+        page_ids = args["ids"].limit(self.per_page).offset(self._query_offset).subquery()
+        owner = aliased(Organization)
+        rows = (
+            select(Entitlement)
+            .join(page_ids, page_ids.c.id == Entitlement.id)
+            .join(owner, owner.id == Entitlement.owner_id)
+            .options(contains_eager(Entitlement.owner.of_type(owner)))
+            .order_by(*args["order"](owner))
+        )
+        return list(db.session.scalars(rows))
+
+    def _query_count(self) -> int:
+        total = self._query_args["total"]
+        if total is None:
+            ids = self._query_args["ids"].order_by(None).subquery()
+            total = db.session.scalar(select(func.count()).select_from(ids))
+        return total
+
+
+def list_page(actor, state: ListState, where: list, *, owner_sort: str) -> EntitlementPagination:
     """One page of the visible entitlements narrowed by ``where``, sorted by the state's key
     (``owner_sort`` names the key that sorts by the owner's name), each with its owner loaded."""
-    owner = aliased(Organization)
-    query = (
-        policy.visible_entitlements(actor)
-        .join(owner, owner.id == Entitlement.owner_id)
-        .options(contains_eager(Entitlement.owner.of_type(owner)))
-        .where(*where)
-    )
-    keys = (owner.name, Entitlement.code) if state.sort == owner_sort else SORTS[state.sort]
-    query = query.order_by(*(key.desc() if state.descending else key for key in keys))
-    return db.paginate(query, page=state.page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+
+    def order(owner):  # every key ends with a unique column: a row never appears on two pages
+        keys = (owner.name, Entitlement.code) if state.sort == owner_sort else SORTS[state.sort]
+        return [key.desc() if state.descending else key for key in keys]
+
+    ids = select(Entitlement.id).where(policy.entitlement_row_scope(actor), *where)
+    if state.sort == owner_sort:
+        sort_owner = aliased(Organization)
+        ids = ids.join(sort_owner, sort_owner.id == Entitlement.owner_id).order_by(*order(sort_owner))
+    else:
+        ids = ids.order_by(*order(None))
+    total = None if where else policy.visible_entitlement_count(actor)
+    return EntitlementPagination(ids=ids, order=order, total=total, page=state.page,
+                                 per_page=current_app.config["PAGE_SIZE"], error_out=False)
 
 
 @dataclass
