@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from flask import current_app, request, url_for
 from sqlalchemy import and_, exists, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import contains_eager, joinedload
 
 from portal import policy
 from portal.auth_session import current_actor
@@ -58,7 +58,8 @@ def _table(actor, args, *, after_change: bool = False) -> tuple[Table, list[Filt
     state = list_state(parse, args) if after_change else parse(args)
     query = (policy.visible_messages(actor)
              .join(Notification, Notification.id == NotificationMessage.notification_id)
-             .options(joinedload(NotificationMessage.notification), joinedload(NotificationMessage.org)))
+             # the join the filters and the sort need also loads the notification (one join, not two)
+             .options(contains_eager(NotificationMessage.notification), joinedload(NotificationMessage.org)))
     if state.q:
         query = query.where(Notification.title.icontains(state.q, autoescape=True))
     if state.filters.get("state") == "unread":
