@@ -61,7 +61,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.errors import MessageError
-from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from flask import current_app
@@ -72,6 +71,7 @@ from portal.database import begin_write
 from portal.extensions import db
 from portal.models import OutboxEmail, utcnow
 from portal.services.mail import has_pending_writes
+from portal.services.mime import build_mime
 
 log = logging.getLogger(__name__)
 
@@ -123,25 +123,23 @@ def retry_delay(attempts: int, base_seconds: float, max_seconds: float) -> timed
     return timedelta(seconds=min(base_seconds * 2**exponent, max_seconds))
 
 
-def build_message(outgoing: _Outgoing, mail_from: str) -> EmailMessage:
-    """The MIME message for one row: text body, optional HTML alternative, its own Message-ID.
+def build_message(outgoing: _Outgoing, mail_from: str) -> bytes:
+    """The MIME message for one row, as the bytes to send: text body, optional HTML
+    alternative, its own Message-ID (see ``portal.services.mime``).
 
-    Raises ``ValueError`` for header values with line breaks (the default email policy
-    refuses them, which keeps header injection out).
+    Raises ``ValueError`` for control characters (line breaks among them) in a header name
+    or value, which keeps header injection out.
     """
-    message = EmailMessage()
-    message["From"] = mail_from
-    message["To"] = outgoing.to_addr
-    message["Subject"] = outgoing.subject
-    message["Date"] = format_datetime(outgoing.created_at)
-    message["Message-ID"] = outgoing.message_id
-    for name, value in outgoing.headers.items():
-        if name.lower() not in RESERVED_HEADERS:
-            message[name] = str(value)
-    message.set_content(outgoing.body_text)
-    if outgoing.body_html:
-        message.add_alternative(outgoing.body_html, subtype="html")
-    return message
+    headers = [
+        ("From", mail_from),
+        ("To", outgoing.to_addr),
+        ("Subject", outgoing.subject),
+        ("Date", format_datetime(outgoing.created_at)),
+        ("Message-ID", outgoing.message_id),
+    ]
+    headers.extend((str(name), str(value)) for name, value in outgoing.headers.items()
+                   if str(name).lower() not in RESERVED_HEADERS)
+    return build_mime(headers, outgoing.body_text, outgoing.body_html)
 
 
 class _Smtp(smtplib.SMTP):
@@ -164,8 +162,10 @@ class _SmtpConnection:
     def __init__(self, config):
         self.config = config
         self.smtp: _Smtp | None = None
+        # The envelope sender is the bare address of MAIL_FROM, as send_message() used to take it.
+        self.envelope_from = parseaddr(config["MAIL_FROM"])[1] or config["MAIL_FROM"]
 
-    def send(self, message: EmailMessage, to_addr: str) -> None:
+    def send(self, message: bytes, to_addr: str) -> None:
         """Send one message; ``ServerUnavailable`` if the server gave no answer about it.
 
         A connection kept open from the previous message may have been closed by the server
@@ -179,14 +179,14 @@ class _SmtpConnection:
                 raise
             self._send(message, to_addr)
 
-    def _send(self, message: EmailMessage, to_addr: str) -> None:
+    def _send(self, message: bytes, to_addr: str) -> None:
         if self.smtp is None:
             self.smtp = self._open()
         smtp = self.smtp
         smtp.mail_reply = None
         try:
             # The envelope recipient is the bare address, even if the row has "Name <address>".
-            smtp.send_message(message, to_addrs=[parseaddr(to_addr)[1] or to_addr])
+            smtp.sendmail(self.envelope_from, [parseaddr(to_addr)[1] or to_addr], message)
         except (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPSenderRefused) as error:
             if smtp.mail_reply not in (None, 421):
                 raise  # the server had accepted or refused this message's MAIL FROM
