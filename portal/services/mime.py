@@ -183,26 +183,31 @@ def quoted_printable(text: str) -> bytes:
     Lines starting with "From " get their F encoded, so that mailboxes that mangle such
     lines ("From " -> ">From ") leave this one alone; a lone "." is encoded by binascii.
     """
-    data = _LINE_BREAK.sub("\r\n", text).encode("utf-8")
-    encoded = binascii.b2a_qp(data, istext=True)
-    if encoded.startswith(b"From ") or b"\nFrom " in encoded:
-        encoded = b"\r\n".join(_escape_from(line) for line in encoded.split(b"\r\n"))
-    if encoded and not encoded.endswith(b"\r\n"):
-        encoded += b"=\r\n"
-    return encoded
+    # binascii breaks lines with CRLF only if the data's first line break is one: lead with one.
+    data = b"\r\n" + _LINE_BREAK.sub("\r\n", text).encode("utf-8")
+    encoded = binascii.b2a_qp(data, istext=True)[2:]
+    lines = encoded.split(b"\r\n")  # the last one is empty if the text ends in a line break
+    if lines[-1]:  # it does not: end with a soft line break, so that none is added
+        lines[-1] += b"="
+        lines.append(b"")
+    # binascii lets a line ending in an encoded space reach 77 characters.
+    if max(map(len, lines)) > _MAX_LINE or encoded.startswith(b"From ") or b"\nFrom " in encoded:
+        lines = [_wrap(_escape_from(line)) for line in lines]
+    return b"\r\n".join(lines)
 
 
 def _escape_from(line: bytes) -> bytes:
-    """A quoted-printable line starting "From " with its F as =46, re-cut if it grew too long."""
-    if not line.startswith(b"From "):
-        return line
-    line = b"=46" + line[1:]
+    return b"=46" + line[1:] if line.startswith(b"From ") else line
+
+
+def _wrap(line: bytes) -> bytes:
+    """A quoted-printable line cut with soft breaks into lines of at most 76 characters."""
     if len(line) <= _MAX_LINE:
         return line
     soft = line.endswith(b"=")
     rest = line[:-1] if soft else line
-    pieces = []
     last_limit = _MAX_LINE - 1 if soft else _MAX_LINE
+    pieces = []
     while len(rest) > last_limit:
         cut = _MAX_LINE - 1
         # Do not cut an =XX escape in two.

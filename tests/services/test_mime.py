@@ -89,12 +89,20 @@ def test_html_makes_a_multipart_alternative_with_text_then_html():
     assert message.defects == [] and text.defects == [] and html.defects == []
 
 
-@pytest.mark.parametrize("text", ["", "no final newline", "x" * 76, "x" * 77, "ends in space ",
-                                  "two\n\nbreaks\n\n", "crlf\r\nand cr\rand lf\n", "é" * 100])
+@pytest.mark.parametrize("text", [
+    "", "\n", "no final newline", "x" * 75, "x" * 76, "x" * 77, "x" * 200, "ends in space ",
+    "x" * 74 + " \nnext",  # binascii alone writes a 77-character line for this one
+    "From " + "x" * 71, "From " + "x" * 71 + "\n", "x\nFrom the last line", "\x00\x0b\x0c\u2028",
+    "two\n\nbreaks\n\n", "crlf\r\nand cr\rand lf\n", "é" * 100,
+])
 def test_edge_bodies_decode_exactly(text):
     expected = text.replace("\r\n", "\n").replace("\r", "\n")
-    assert body(parse(build_mime(headers(), text))) == expected
-    text_part, html_part = parse(build_mime(headers(), text, "<p>" + text + "</p>")).iter_parts()
+    data = build_mime(headers(), text)
+    assert_well_formed(data)
+    assert body(parse(data)) == expected
+    data = build_mime(headers(), text, "<p>" + text + "</p>")
+    assert_well_formed(data)
+    text_part, html_part = parse(data).iter_parts()
     assert body(text_part) == expected
     assert body(html_part) == "<p>" + expected + "</p>"
 
