@@ -4,7 +4,8 @@ Mail is queued by ``portal.services.mail.queue_email`` in the same transaction a
 change that causes it; this module sends it. Each message goes through three short steps:
 
 1. **Claim** due rows (up to ``CLAIM_BATCH``) in a transaction of their own and lease them,
-   by moving their ``next_attempt_at`` a lease period ahead, then commit; rows a pass claimed
+   by moving their ``next_attempt_at`` a lease period ahead, then commit (one locking read
+   and one UPDATE for the whole batch); rows a pass claimed
    but did not try (it stopped first) are given back at once. PostgreSQL locks the rows with
    ``SELECT ... FOR UPDATE SKIP LOCKED``, so any number of workers claim different rows side
    by side; SQLite, where ``FOR UPDATE`` compiles to nothing, starts the claim with
@@ -13,7 +14,10 @@ change that causes it; this module sends it. Each message goes through three sho
    I/O: on SQLite a write lock held while an SMTP server dawdles would stall every request
    of the web app that wants to write.
 3. **Mark** it sent (or record the failure and the next attempt, or give the row back) and
-   commit.
+   commit. Marking sent is one ``UPDATE ... WHERE id = :id AND status = 'queued'`` in a
+   short write transaction of its own: a row that is no longer queued keeps its outcome, so
+   a row is marked exactly once. Failures re-read the row locked, since the next attempt
+   depends on its count.
 
 Delivery is at least once. A crash between send and mark leaves the row queued; it becomes
 due again when the lease runs out and is sent a second time with the same ``Message-ID``
@@ -52,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import signal
 import smtplib
 import ssl
@@ -61,17 +66,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.errors import MessageError
-from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.database import begin_write
 from portal.extensions import db
 from portal.models import OutboxEmail, utcnow
+from portal.models.base import UTCDateTime
 from portal.services.mail import has_pending_writes
+from portal.services.mime import build_mime
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +113,10 @@ class _Outgoing:
     due_at: datetime  # its place in the queue, given back if the server cannot be reached
 
     @classmethod
-    def of(cls, email: OutboxEmail) -> _Outgoing:
-        return cls(email.id, email.message_id, email.to_addr, email.subject, email.body_text,
-                   email.body_html, dict(email.headers or {}), email.created_at, email.next_attempt_at)
+    def of(cls, row) -> _Outgoing:
+        """From a row of ``_CLAIM_COLUMNS``."""
+        return cls(row.id, row.message_id, row.to_addr, row.subject, row.body_text,
+                   row.body_html, dict(row.headers or {}), row.created_at, row.next_attempt_at)
 
 
 # Rows a worker claims (leases) at once; each is still sent and marked sent in its own commit.
@@ -123,25 +130,23 @@ def retry_delay(attempts: int, base_seconds: float, max_seconds: float) -> timed
     return timedelta(seconds=min(base_seconds * 2**exponent, max_seconds))
 
 
-def build_message(outgoing: _Outgoing, mail_from: str) -> EmailMessage:
-    """The MIME message for one row: text body, optional HTML alternative, its own Message-ID.
+def build_message(outgoing: _Outgoing, mail_from: str) -> bytes:
+    """The MIME message for one row, as the bytes to send: text body, optional HTML
+    alternative, its own Message-ID (see ``portal.services.mime``).
 
-    Raises ``ValueError`` for header values with line breaks (the default email policy
-    refuses them, which keeps header injection out).
+    Raises ``ValueError`` for control characters (line breaks among them) in a header name
+    or value, which keeps header injection out.
     """
-    message = EmailMessage()
-    message["From"] = mail_from
-    message["To"] = outgoing.to_addr
-    message["Subject"] = outgoing.subject
-    message["Date"] = format_datetime(outgoing.created_at)
-    message["Message-ID"] = outgoing.message_id
-    for name, value in outgoing.headers.items():
-        if name.lower() not in RESERVED_HEADERS:
-            message[name] = str(value)
-    message.set_content(outgoing.body_text)
-    if outgoing.body_html:
-        message.add_alternative(outgoing.body_html, subtype="html")
-    return message
+    headers = [
+        ("From", mail_from),
+        ("To", outgoing.to_addr),
+        ("Subject", outgoing.subject),
+        ("Date", format_datetime(outgoing.created_at)),
+        ("Message-ID", outgoing.message_id),
+    ]
+    headers.extend((str(name), str(value)) for name, value in outgoing.headers.items()
+                   if str(name).lower() not in RESERVED_HEADERS)
+    return build_mime(headers, outgoing.body_text, outgoing.body_html)
 
 
 class _Smtp(smtplib.SMTP):
@@ -164,8 +169,10 @@ class _SmtpConnection:
     def __init__(self, config):
         self.config = config
         self.smtp: _Smtp | None = None
+        # The envelope sender is the bare address of MAIL_FROM, as send_message() used to take it.
+        self.envelope_from = parseaddr(config["MAIL_FROM"])[1] or config["MAIL_FROM"]
 
-    def send(self, message: EmailMessage, to_addr: str) -> None:
+    def send(self, message: bytes, to_addr: str) -> None:
         """Send one message; ``ServerUnavailable`` if the server gave no answer about it.
 
         A connection kept open from the previous message may have been closed by the server
@@ -179,14 +186,14 @@ class _SmtpConnection:
                 raise
             self._send(message, to_addr)
 
-    def _send(self, message: EmailMessage, to_addr: str) -> None:
+    def _send(self, message: bytes, to_addr: str) -> None:
         if self.smtp is None:
             self.smtp = self._open()
         smtp = self.smtp
         smtp.mail_reply = None
         try:
             # The envelope recipient is the bare address, even if the row has "Name <address>".
-            smtp.send_message(message, to_addrs=[parseaddr(to_addr)[1] or to_addr])
+            smtp.sendmail(self.envelope_from, [envelope_address(to_addr)], message)
         except (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPSenderRefused) as error:
             if smtp.mail_reply not in (None, 421):
                 raise  # the server had accepted or refused this message's MAIL FROM
@@ -226,6 +233,22 @@ class _SmtpConnection:
             self.smtp = None
 
 
+# "address" or "Display Name <address>" with nothing to unquote: the address is plain to see.
+_PLAIN_ADDRESS = re.compile(r'(?:[^<>"()\[\]\\,;:]*<)?([^\s<>"()\[\]\\,;:@]+@[^\s<>"()\[\]\\,;:@]+)>?')
+
+
+def envelope_address(to_addr: str) -> str:
+    """The bare address of a recipient, even if the row has "Name <address>".
+
+    The common plain forms are read with a regular expression; anything else (quotes,
+    comments) goes through ``parseaddr``, which costs about 0.4 ms a mail.
+    """
+    match = _PLAIN_ADDRESS.fullmatch(to_addr)
+    if match and (to_addr.endswith(">") == ("<" in to_addr)):
+        return match[1]
+    return parseaddr(to_addr)[1] or to_addr
+
+
 def _close_quietly(smtp: smtplib.SMTP) -> None:
     with contextlib.suppress(OSError):
         smtp.close()
@@ -258,21 +281,32 @@ def _begin() -> None:
     begin_write()
 
 
+_CLAIM_COLUMNS = (OutboxEmail.id, OutboxEmail.message_id, OutboxEmail.to_addr, OutboxEmail.subject,
+                  OutboxEmail.body_text, OutboxEmail.body_html, OutboxEmail.headers,
+                  OutboxEmail.created_at, OutboxEmail.next_attempt_at)
+
+
 def _claim_batch(now: datetime, lease: timedelta, size: int) -> list[_Outgoing]:
     """Claim up to ``size`` of the oldest due rows in a transaction of their own and lease them
-    (other workers skip them); each is then sent and marked in its own commit."""
+    (other workers skip them); each is then sent and marked in its own commit.
+
+    Two statements for the whole batch: the locking read of what sending needs (plain rows,
+    no ORM objects to track) and one UPDATE that moves their ``next_attempt_at`` past the lease.
+    """
     _begin()
-    emails = list(db.session.scalars(
-        select(OutboxEmail)
+    claimed = [_Outgoing.of(row) for row in db.session.execute(
+        select(*_CLAIM_COLUMNS)
         .where(OutboxEmail.status == "queued", OutboxEmail.next_attempt_at <= now)
         .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)
         .limit(size)
         .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
-    ))
-    claimed = [_Outgoing.of(email) for email in emails]
-    for email in emails:
-        email.next_attempt_at = now + lease
+    )]
+    if claimed:
+        db.session.execute(
+            update(OutboxEmail)
+            .where(OutboxEmail.id.in_([outgoing.id for outgoing in claimed]))
+            .values(next_attempt_at=now + lease)
+            .execution_options(synchronize_session=False))
     db.session.commit()
     return claimed
 
@@ -307,14 +341,21 @@ def _locked_row(email_id: int) -> OutboxEmail | None:
     return email
 
 
+_outbox = OutboxEmail.__table__
+# Built once: constructing the statement anew cost more CPU than running it.
+_MARK_SENT = (
+    update(_outbox)
+    .where(_outbox.c.id == bindparam("email_id"), _outbox.c.status == "queued")
+    .values(status="sent", attempts=_outbox.c.attempts + 1, sent_at=bindparam("now", type_=UTCDateTime),
+            last_error=None)
+)
+
+
 def _mark_sent(email_id: int, now: datetime) -> None:
-    email = _locked_row(email_id)
-    if email is None:
-        return
-    email.status = "sent"
-    email.attempts += 1
-    email.sent_at = now
-    email.last_error = None
+    """One UPDATE in a short transaction of its own; a row no longer queued (our lease ran
+    out and another worker finished it, or it was deleted) matches nothing and keeps its outcome."""
+    _begin()
+    db.session.execute(_MARK_SENT, {"email_id": email_id, "now": now})
     db.session.commit()
 
 

@@ -579,3 +579,14 @@ def test_deliver_due_refuses_to_run_inside_a_unit_of_work_with_changes(app, smtp
     assert deliver_due() == passed(sent=len(expected))
     assert [(email.subject, email.status) for email in rows()] == expected
     assert len(smtp_server.envelopes) == len(expected)
+
+
+@pytest.mark.parametrize("to_addr", [
+    "contact@contoso.example", "Contact 1 <c1@contoso.example>", "<c@contoso.example>",
+    '"Doe, Jane" <jane@contoso.example>', "Jane (sales) <jane@contoso.example>",
+    "Jürgen Müller <jm@contoso.example>", "Name<n@contoso.example>", " spaced@contoso.example ",
+])
+def test_envelope_recipient_is_the_address_parseaddr_finds(to_addr):
+    from email.utils import parseaddr
+
+    assert outbox.envelope_address(to_addr) == parseaddr(to_addr)[1]
