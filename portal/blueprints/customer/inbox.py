@@ -131,7 +131,9 @@ def inbox_message(message_id: int):
     message = policy.load_message(actor, message_id)
     read = db.session.scalar(select(NotificationRead.read_at).where(
         NotificationRead.user_id == actor.user.id, NotificationRead.message_id == message.id))
-    org = db.session.get(Organization, message.org_id)
+    # Asked even when it is the actor's own organization (which ``session.get`` would take from
+    # the identity map): the page costs the same whichever organization's message it shows.
+    org = db.session.scalar(select(Organization).where(Organization.id == message.org_id))
     return render("customer/inbox_message.html", message=message, notification=message.notification,
                   org_path=policy.hierarchy_path(org), read_at=read, affected=_affected(message),
                   body_html=render_markdown(message.notification.body), notice=message,
