@@ -6,7 +6,9 @@ the worker runs it (``services.notifications.run_jobs``: every message checked, 
 its mail, a batch per transaction) and timed; then two ``flask portal worker --once`` processes
 deliver the mail to a local SMTP server (aiosmtpd, counting what arrives and any Message-ID seen
 twice) and that is timed too. Afterwards the notification, its messages and its mail are removed
-again, so the data set stays as seeded (its audit events stay: the audit is append-only).
+again, so the data set stays as seeded (its audit events stay: the audit is append-only). The
+data set's own notification (the seed's security patch, its mail marked sent) is left alone, and
+only this notification's mail counts as delivered (by Message-ID).
 
 Budgets (issue 11): queued in under 30 s, delivered by two workers in under 60 s, every message
 once.

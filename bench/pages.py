@@ -176,10 +176,12 @@ RESOLVERS: dict[str, Callable[[policy.Actor], Any]] = {
     "line_id": _attr(_line, "id"),
     "activation_code": _attr(_line, "activation_code"),
     "activation_id": _activation,
+    # The customer's first message (each data set has one sent security patch, see portal/seed.py;
+    # the customer admin's hierarchy is always among those told).
     "message_id": lambda a: _scalar(policy.visible_messages(a).with_only_columns(NotificationMessage.id)
                                     .order_by(NotificationMessage.id)),
     "attachment_id": _attachment,
-    # Producer notifications: the latest (the seed composes none; the bench skips it then).
+    # Producer notifications: the latest (each data set has one, sent, from portal/seed.py).
     "notification_id": lambda a: _scalar(select(Notification.id).order_by(Notification.id.desc()))
     if a.is_producer else None,
     # A customer's organization pages are of its own tree: its own organization.

@@ -16,7 +16,15 @@ export can be tried at 200,000 entitlements:
   ``services.entitlements.create_entitlement`` makes them, plus ``services`` attachments
   (some revoked); stock held by stocking resellers, part of it already assigned;
 - activations within each line's seats (a unique host per line) and some usage records;
-- one admin user per organization (all with the password ``SEED_PASSWORD``).
+- one admin user per organization (all with the password ``SEED_PASSWORD``);
+- a niche product (``NICHE_PRODUCT``), added as an extra line to about ``NICHE_SHARE`` of the
+  usable customer entitlements (drawn from an RNG of its own, after everything else, so the rest
+  of the data is what it was without it), always including one of the largest hierarchy's;
+- one SENT security patch for that product (the product held by the fewest customers), made
+  after the bulk load through ``services.notifications`` as the worker makes it: composed and
+  sent by producer staff, the job run to completion (``run_jobs``), so every affected customer
+  organization has its message and its mail; the mail is then marked sent (one UPDATE), so
+  that no undelivered mail is left in a seeded database.
 
 Speed is the point: rows are written in chunks of ``CHUNK_ROWS`` with SQLAlchemy Core bulk
 inserts (``session.execute(insert(table), rows)``; on PostgreSQL with ``COPY``, which loads
@@ -24,16 +32,20 @@ the 200,000-entitlement set in about 90 s where executemany needs over four minu
 ids assigned here (after the current maximum), bypassing the services and their per-row audit
 events. That is acceptable only because the data is synthetic and generated consistent by
 construction (``tests/test_seed.py`` checks the invariants the services would enforce); the
-run as a whole is audited by one ``seed.run`` event. The read models that the ORM keeps for the
+run as a whole is audited by one ``seed.run`` event (the notification by the services' own events
+and one ``seed.notification_mail_sent`` for the mail marked sent). The read models that the ORM keeps for the
 services (``partner_customer``, ``row_count``: see ``portal.models.entitlements``) are derived
 again from the tables at the end of the run, since these rows never passed through the ORM.
 ``progress(stage, done, total)``, when given, hears how far the run is (``make bench`` shows it).
 
-Everything happens in ONE transaction, committed at the end: a seed run is all or nothing,
+The bulk load happens in ONE transaction, committed at the end: a seed run is all or nothing,
 so a failure (a constraint, Ctrl-C) never leaves half a data set behind, and the id ranges
 chosen at the start stay valid because writers are kept out for the whole run (SQLite: the
 ``BEGIN IMMEDIATE`` write lock; PostgreSQL: ``LOCK TABLE ... IN EXCLUSIVE MODE``, readers
-still read). Neither database minds a transaction of a million rows or two.
+still read). Neither database minds a transaction of a million rows or two. The notification
+comes after that commit, in the services' own transactions (the job commits a batch at a time, as
+the worker does); should it fail, the data is there without it and the error is raised
+(``make bench`` then seeds again, since it writes its fingerprint only after a seed succeeded).
 
 Same seed, same starting database, same data: every choice comes from ``random.Random``
 (no ``secrets``, no clock) and dates are relative to ``today``.
@@ -46,7 +58,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text, update
 from werkzeug.security import generate_password_hash
 
 from portal.database import begin_write
@@ -66,7 +78,9 @@ from portal.models import (
     User,
 )
 from portal.models.entitlements import PartnerCustomer, RowCount, rebuild_partner_customers, rebuild_row_counts
-from portal.policy import system_actor
+from portal.models.notifications import Notification, NotificationMessage, OutboxEmail
+from portal.policy import Actor, system_actor
+from portal.services import notifications as notices
 from portal.services.audit import record
 from portal.services.codes import ALPHABET
 from portal.services.orgs import bootstrap_producer
@@ -104,6 +118,21 @@ PRODUCTS = [
     ("SEED-RENDER", "Acme Render Credits", "usage", "Cloud rendering, pay per use."),
     ("SEED-API", "Acme API Calls", "usage", "Metered API access, pay per use."),
 ]
+# Held by few customers (an extra line on about NICHE_SHARE of the usable entitlements): the
+# product of the seeded security patch, whose fan-out stays small (at 20k entitlements it reaches
+# 379 of 5,638 customer organizations, in 0.3 s; the least held of the products above 3,040).
+NICHE_PRODUCT = ("SEED-EDGE", "Acme Edge Gateway", "perpetual", "On-site gateway for air-gapped plants, perpetual.")
+NICHE_SHARE = 0.02
+NOTIFICATION_TITLE = "Acme Edge Gateway 2.0.1: install the security patch"
+NOTIFICATION_BODY = """A vulnerability in the gateway's **update service** lets a host on the same network
+run commands on the gateway (CVSS 8.1).
+
+1. Download *2.0.1* from the portal (Downloads of your entitlement).
+2. Install it on every gateway; the service restarts by itself.
+3. Confirm below that it is installed.
+
+Until then, block port 8443 to the gateway from anything but your admin network."""
+
 # (version, days before today, kind)
 RELEASES = [
     ("1.0", 900, "release"),
@@ -159,11 +188,52 @@ def seed(
                    "entitlements": entitlements, "today": generator.today.isoformat(), "rows": counts,
                })
         db.session.commit()
-        generator.report("finishing", 1, 1)
     except BaseException:
         db.session.rollback()  # all or nothing, also on Ctrl-C
         raise
+    if generator.niche_lines:
+        try:
+            send_security_patch(generator.producer, generator.niche_product_id)
+        except BaseException:
+            db.session.rollback()
+            raise
+    generator.report("finishing", 1, 1)
     return counts
+
+
+def send_security_patch(producer: Organization, product_id: int) -> Notification:
+    """One sent security patch for a product, through the services: composed and sent by
+    producer staff, the job run to completion in-process (``run_jobs``, what ``flask portal
+    worker`` runs), then its queued mail marked sent, as if a worker had delivered it."""
+    staff = db.session.scalar(
+        select(User).join(Membership, Membership.user_id == User.id)
+        .where(Membership.org_id == producer.id, Membership.role == "staff").order_by(User.id).limit(1))
+    actor = Actor(user=staff, org=producer, role="staff")
+    product = db.session.get(Product, product_id)
+    release = db.session.scalar(select(Release).where(Release.product_id == product_id,
+                                                      Release.kind == "security_patch")
+                                .order_by(Release.released_on.desc()).limit(1))
+    begin_write()
+    notification = notices.compose(actor, kind="security_patch", title=NOTIFICATION_TITLE, body=NOTIFICATION_BODY,
+                                   product=product, release=release)
+    notices.send(actor, notification)
+    db.session.commit()
+    notification_id = notification.id
+    notices.run_jobs()
+    begin_write()
+    notification = db.session.get(Notification, notification_id)
+    if notification.state != "sent":
+        raise RuntimeError(f"the seeded notification ended {notification.state}: {notification.stop_reason}")
+    marked = db.session.execute(
+        update(OutboxEmail).where(OutboxEmail.notification_id == notification_id, OutboxEmail.status == "queued")
+        .values(status="sent", sent_at=notification.sent_at, attempts=1)
+    ).rowcount
+    messages = db.session.scalar(select(func.count()).select_from(NotificationMessage)
+                                 .where(NotificationMessage.notification_id == notification_id))
+    record(system_actor(producer), "seed.notification_mail_sent", notification, subject_org=producer,
+           details={"messages": messages, "emails": marked})
+    db.session.commit()
+    return notification
 
 
 def _keep_writers_out() -> None:
@@ -268,6 +338,14 @@ class _Generator:
         self.admin_user: dict[int, int] = {}  # org id -> its seeded admin user id
         self.names_used: dict[tuple[str, str], int] = {}
         self.producer: Organization
+        # Entitlements a customer can use: (entitlement id, purchase date, owner's group index, owner id).
+        self.usable: list[tuple[int, date, int, int]] = []
+        self.group_sizes: list[int] = []  # organizations per customer group
+        self.group_entitlements: list[int] = []  # entitlements owned within each customer group
+        self.group_subsidiaries: list[list[int]] = []  # the top-level organization's children
+        self.subsidiary_of: dict[int, int] = {}  # organization below a top level -> that child
+        self.subsidiary_entitlements: dict[int, int] = {}  # entitlements owned in a child's subtree
+        self.niche_lines = 0
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -339,6 +417,7 @@ class _Generator:
         self.make_products()
         self.writer.flush()
         self.make_entitlements(entitlements)
+        self.make_niche_lines()
         self.writer.flush()
         return {name: self.writer.counts[name] + self.extra[name] for name, _ in TABLES}
 
@@ -402,18 +481,27 @@ class _Generator:
             base, name = self.company("customer")
             top = self.org("customer", name)
             members = [top]
+            subsidiaries: list[int] = []
             if rng.random() < 0.5:
                 for country in rng.sample(_COUNTRIES, rng.randint(1, 3)):
                     sub = self.org("customer", f"{base} {country}", top)
                     members.append(sub)
+                    subsidiaries.append(sub[0])
+                    self.subsidiary_of[sub[0]] = sub[0]
+                    self.subsidiary_entitlements[sub[0]] = 0
                     for _ in range(rng.choice((0, 0, 1, 2))):
                         site_name = f"{base} {rng.choice(_CITIES)} {rng.choice(_SITES)}"
                         site = self.org("customer", site_name, sub, with_contacts=False)
                         members.append(site)
+                        self.subsidiary_of[site[0]] = sub[0]
                         if rng.random() < 0.15:
                             annex = self.org("customer", f"{site_name} Annex", site, with_contacts=False)
                             members.append(annex)
+                            self.subsidiary_of[annex[0]] = sub[0]
             self.customer_orgs.extend((org_id, index) for org_id, _ in members)
+            self.group_sizes.append(len(members))
+            self.group_entitlements.append(0)
+            self.group_subsidiaries.append(subsidiaries)
             self.groups.append((self.pick_sellers(), self.pick_service_providers()))
             if self.writer.maybe_flush():
                 self.report("customers", index + 1, count)
@@ -441,10 +529,10 @@ class _Generator:
 
     def make_products(self) -> None:
         existing = dict(db.session.execute(
-            select(Product.sku, Product.id).where(Product.sku.in_([p[0] for p in PRODUCTS]))
+            select(Product.sku, Product.id).where(Product.sku.in_([p[0] for p in [*PRODUCTS, NICHE_PRODUCT]]))
         ).all())
-        self.products: list[tuple[int, str]] = []  # (id, license model)
-        for sku, name, model, description in PRODUCTS:
+        self.products: list[tuple[int, str]] = []  # (id, license model); the niche one apart
+        for sku, name, model, description in [*PRODUCTS, NICHE_PRODUCT]:
             product_id = existing.get(sku)
             if product_id is None:
                 product_id = self.writer.new_id("products")
@@ -456,7 +544,10 @@ class _Generator:
                         "released_on": self.today - timedelta(days=age), "kind": kind,
                         "notes": f"{name} {version}: {kind.replace('_', ' ')}.",
                     })
-            self.products.append((product_id, model))
+            if sku == NICHE_PRODUCT[0]:
+                self.niche_product_id = product_id
+            else:
+                self.products.append((product_id, model))
 
     # --- entitlements -------------------------------------------------------------------
 
@@ -520,9 +611,45 @@ class _Generator:
             self.attachment(entitlement_id, rng.choice(service_providers), "services", permissions,
                             granted_at + timedelta(days=rng.randint(0, 30)), revoked)
         usable = status == "active" and not in_stock
+        if not in_stock:
+            self.group_entitlements[group] += 1
+            if owner_id in self.subsidiary_of:
+                self.subsidiary_entitlements[self.subsidiary_of[owner_id]] += 1
+            if usable:
+                self.usable.append((entitlement_id, purchased, group, owner_id))
         activator = chain[-1] if chain else None
         for _ in range(rng.choices((1, 2, 3), weights=(60, 30, 10))[0]):
             self.line(entitlement_id, purchased, owner_id if usable else None, activator)
+
+    def make_niche_lines(self) -> None:
+        """The niche product on about NICHE_SHARE of the usable entitlements, from an RNG of its own;
+        one of them in the largest customer hierarchy (most organizations, then most entitlements,
+        then the first), below its subsidiary with the most entitlements: the bench's customer
+        admin and customer member (``bench/actors.py``) both have a message in their inbox."""
+        if not self.usable:
+            return
+        rng = random.Random(f"niche:{self.random_seed}")
+        chosen = [item for item in self.usable if rng.random() < NICHE_SHARE]
+        largest = max(range(len(self.group_sizes)),
+                      key=lambda g: (self.group_sizes[g], self.group_entitlements[g], -g))
+        subsidiary = max(self.group_subsidiaries[largest], default=None,
+                         key=lambda sub: (self.subsidiary_entitlements[sub], -sub))
+
+        def told(item: tuple[int, date, int, int]) -> bool:  # a message the bench's actors see
+            return item[2] == largest and (subsidiary is None or self.subsidiary_of.get(item[3]) == subsidiary)
+
+        if not any(told(item) for item in chosen):
+            chosen += [item for item in self.usable if told(item)][:1] or \
+                [item for item in self.usable if item[2] == largest][:1]
+        for entitlement_id, purchased, _, _ in sorted(chosen):
+            self.writer.add("lines", {
+                "id": self.writer.new_id("lines"), "entitlement_id": entitlement_id,
+                "product_id": self.niche_product_id, "license_model": "perpetual",
+                "quantity": rng.choice((1, 2, 4, 8)), "start_date": purchased, "end_date": None,
+                "maintenance_end": purchased + timedelta(days=365 * rng.randint(1, 3)),
+                "usage_period": None, "activation_code": self.unique_code("ACT", 4),
+            })
+        self.niche_lines = len(chosen)
 
     def attachment(self, entitlement_id: int, partner_id: int, relation: str, permissions: tuple[bool, ...],
                    granted_at: datetime, revoked_at: datetime | None = None) -> None:

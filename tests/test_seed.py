@@ -20,7 +20,10 @@ from portal.models import (
     Entitlement,
     EntitlementLine,
     Membership,
+    Notification,
+    NotificationMessage,
     Organization,
+    OutboxEmail,
     Product,
     Release,
     SalesChainLink,
@@ -28,7 +31,7 @@ from portal.models import (
     User,
 )
 from portal.policy import system_actor
-from portal.seed import seed
+from portal.seed import NICHE_PRODUCT, PRODUCTS, seed
 from tests.conftest import make_test_app
 
 TODAY = date(2026, 11, 1)
@@ -71,11 +74,49 @@ def test_counts_are_exact_and_match_the_database(seeded):
     assert kinds["customer"] > 20  # subsidiaries and sites
     # One admin per organization, plus the producer's staff user.
     assert seeded["users"] == seeded["organizations"] + 1
-    assert seeded["products"] == 6
-    # One audit event for the whole run, none per row (after the producer's creation).
+    assert seeded["products"] == len(PRODUCTS) + 1 == 7  # and the niche one
+    # One audit event for the bulk load, none per row (after the producer's creation); then the
+    # notification's own events, and one for its mail marked sent.
     events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
-    assert [e.action for e in events] == ["organization.create", "seed.run"]
+    assert [e.action for e in events] == ["organization.create", "seed.run", "notification.create",
+                                          "notification.send", "notification.sent", "seed.notification_mail_sent"]
     assert events[1].details["rows"] == seeded
+
+
+def test_one_sent_security_patch_reaches_every_holder_of_the_least_held_product(seeded):
+    notification = db.session.scalars(select(Notification)).one()
+    assert (notification.kind, notification.state) == ("security_patch", "sent")
+    assert notification.product.sku == NICHE_PRODUCT[0]
+    staff = db.session.scalar(select(Membership).where(Membership.user_id == notification.created_by_id))
+    assert staff.role == "staff" and staff.org.kind == "producer"
+    # Computed here from the entitlements, not with the service's query.
+    holders = defaultdict(set)
+    for product_id, owner_id in db.session.execute(
+        select(EntitlementLine.product_id, Entitlement.owner_id)
+        .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
+        .join(Organization, Organization.id == Entitlement.owner_id)
+        .where(Entitlement.status == "active", Organization.kind == "customer")
+    ):
+        holders[product_id].add(owner_id)
+    assert len(holders) == 7
+    assert min(holders, key=lambda p: len(holders[p])) == notification.product_id
+    told = set(db.session.scalars(select(NotificationMessage.org_id)
+                                  .where(NotificationMessage.notification_id == notification.id)))
+    assert told == holders[notification.product_id]
+    assert _count(NotificationMessage) == notification.organizations_done == notification.organizations_total
+    assert 0 < len(told) < len(min((holders[p] for p in holders if p != notification.product_id), key=len)) / 4
+    # Its mail went out (marked sent): nothing queued is left behind.
+    mail = db.session.execute(select(OutboxEmail.status, OutboxEmail.attempts, OutboxEmail.sent_at)).all()
+    assert len(mail) == notification.emails_queued > 0
+    assert {(status, attempts) for status, attempts, _ in mail} == {("sent", 1)}
+    assert all(sent_at is not None for _, _, sent_at in mail)
+    # The bench's customer admin (the largest hierarchy) and customer member (its subsidiary with
+    # the most entitlements) both have a message to read.
+    from bench.actors import _largest_hierarchy
+
+    paths = [db.session.get(Organization, org_id).path for org_id in told]
+    for org in _largest_hierarchy():
+        assert org is not None and any(path.startswith(org.path) for path in paths), org.name
 
 
 def test_hierarchy_paths_are_consistent_with_parents(seeded):
