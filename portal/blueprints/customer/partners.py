@@ -14,7 +14,7 @@ the page, and an error renders the page with the message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
 from sqlalchemy import exists, func, or_, select
@@ -306,11 +306,15 @@ def partners_page(actor, *, status: int = 200, attach: AttachForm | None = None,
     preselect = query_text("entitlement", max_length=32).upper() if request.method == "GET" else ""
     choosers = dict(choosers or {})
     if admin:
+        built: dict[tuple, Chooser] = {}  # two forms asking the same (on a fresh page) share one lookup
         for prefix, form in (("attach", attach), ("invite", invite)):
             if prefix not in choosers:
-                ids = form.entitlements.data if form is not None else ()
-                choosers[prefix] = chooser(actor, prefix, chosen_ids=ids or (),
-                                           chosen_codes=[preselect] if preselect else ())
+                ids = tuple(form.entitlements.data or ()) if form is not None else ()
+                codes = (preselect,) if preselect else ()
+                same = built.get((ids, codes))
+                choosers[prefix] = replace(same, prefix=prefix) if same else chooser(
+                    actor, prefix, chosen_ids=ids, chosen_codes=codes)
+                built[(ids, codes)] = choosers[prefix]
     waiting, waiting_count = access_requests(actor)
     return render(
         "customer/partners.html", fragment="customer/_attachments_table.html", status=status,
