@@ -209,8 +209,9 @@ class Chooser:
         return {e.id for e in self.chosen}
 
 
-def chooser(actor, prefix: str, *, search: str = "", chosen_ids=(), chosen_codes=()) -> Chooser:
-    """The chooser of the form ``prefix``: what the actor may pick, through the policy."""
+def chooser(actor, prefix: str, *, search: str = "", chosen_ids=(), chosen_codes=(), products: bool = True) -> Chooser:
+    """The chooser of the form ``prefix``: what the actor may pick, through the policy (without
+    the product names when ``products`` is false: the caller looks them up for several at once)."""
     scope = policy.visible_entitlements(actor).options(joinedload(Entitlement.owner))
     ids = sorted({i for i in chosen_ids if i is not None})[:MAX_ENTITLEMENTS_AT_ONCE]
     chosen: list[Entitlement] = []
@@ -229,7 +230,7 @@ def chooser(actor, prefix: str, *, search: str = "", chosen_ids=(), chosen_codes
     matching = db.session.scalar(select(func.count()).select_from(rest.order_by(None).subquery()))
     offered = list(db.session.scalars(rest.order_by(Entitlement.code).limit(CHOICES_SHOWN)))
     return Chooser(prefix, search, chosen, offered, matching,
-                   product_names(sorted({e.id for e in chosen + offered})))
+                   product_names(sorted({e.id for e in chosen + offered})) if products else {})
 
 
 def chosen_entitlements(actor, form: EntitlementChoice) -> list[Entitlement]:
@@ -313,8 +314,15 @@ def partners_page(actor, *, status: int = 200, attach: AttachForm | None = None,
                 codes = (preselect,) if preselect else ()
                 same = built.get((ids, codes))
                 choosers[prefix] = replace(same, prefix=prefix) if same else chooser(
-                    actor, prefix, chosen_ids=ids, chosen_codes=codes)
+                    actor, prefix, chosen_ids=ids, chosen_codes=codes, products=False)
                 built[(ids, codes)] = choosers[prefix]
+        # The product names of the choosers that have none yet, in one query.
+        unnamed = [prefix for prefix in CHOOSERS if not choosers[prefix].products]
+        if unnamed:
+            names = product_names(sorted({e.id for prefix in unnamed for e in choosers[prefix].chosen
+                                          + choosers[prefix].offered}))
+            for prefix in unnamed:
+                choosers[prefix] = replace(choosers[prefix], products=names)
     waiting, waiting_count = access_requests(actor)
     return render(
         "customer/partners.html", fragment="customer/_attachments_table.html", status=status,
@@ -347,7 +355,8 @@ def partner_entitlement_choices():
     raw = form.entitlements.raw_data or []
     if any(has_control_characters(value) for value in raw):
         abort(400, "Remove control characters from the chosen entitlements.")
-    found = chooser(actor, prefix, search=search, chosen_ids=form.entitlements.data or ())
+    # Without htmx the page around it looks up the product names of both choosers at once.
+    found = chooser(actor, prefix, search=search, chosen_ids=form.entitlements.data or (), products=is_htmx())
     if is_htmx():
         return answer("customer/_entitlement_choices.html", chooser=found)
     return partners_page(actor, choosers={prefix: found})
