@@ -46,11 +46,14 @@ class Entitlement(db.Model):
         # The lists' default order (newest purchase first): a page walks it and tests each row
         # against the actor's scope, owner included, without reading the table.
         Index("ix_entitlement_purchased", "purchase_date", "id", "owner_id"),
+        # An owner's entitlements, by purchase date: what a customer owns, and how old a
+        # partner's stock is (the producer's "stock older than 90 days" from the index alone).
+        Index("ix_entitlement_owner_id", "owner_id", "purchase_date", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("organization.id"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("organization.id"))
     fulfilment: Mapped[str] = mapped_column(String(20), default="drop_ship")
     order_ref: Mapped[str | None] = mapped_column(String(100))
     purchase_date: Mapped[date] = mapped_column(Date)
