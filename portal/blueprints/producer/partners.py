@@ -252,10 +252,14 @@ def partner_figures(partner: Organization) -> PartnerFigures:
         select(Attachment.relation, func.count()).where(Attachment.partner_id == partner.id,
                                                         Attachment.active.is_(True))
         .group_by(Attachment.relation)).all())
+    # Per chain link, the seats of its entitlement's lines (a correlated sum, probed through the
+    # lines' entitlement index): the database would otherwise hash-join every line there is.
+    seats_of_link = (select(func.sum(EntitlementLine.quantity))
+                     .where(EntitlementLine.entitlement_id == SalesChainLink.entitlement_id,
+                            EntitlementLine.license_model != "usage")
+                     .correlate(SalesChainLink).scalar_subquery())
     seats = db.session.scalar(
-        select(func.coalesce(func.sum(EntitlementLine.quantity), 0))
-        .join(SalesChainLink, SalesChainLink.entitlement_id == EntitlementLine.entitlement_id)
-        .where(SalesChainLink.partner_id == partner.id, EntitlementLine.license_model != "usage"))
+        select(func.coalesce(func.sum(seats_of_link), 0)).where(SalesChainLink.partner_id == partner.id))
     in_stock = db.session.scalar(
         select(func.count()).select_from(Entitlement).where(Entitlement.owner_id == partner.id))
     customers = db.session.scalar(select(func.count()).select_from(PartnerCustomer)
