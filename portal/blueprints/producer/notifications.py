@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import abort, current_app, redirect, request, url_for
 from sqlalchemy import func, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import defer, joinedload
 from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
@@ -181,7 +181,10 @@ def _recipients(notification: Notification) -> dict:
     filters = [Filter("status", "Mail status", MAIL_STATES, all_label="Every status")]
     state = parse_list_args(request.args, endpoint="producer.notification", sorts={"to"}, default_sort="to",
                             filters=filters, url_values={"notification_id": notification.id})
-    query = select(OutboxEmail).where(OutboxEmail.notification_id == notification.id)
+    # The table shows neither the bodies nor the headers: not read (kilobytes a mail).
+    query = (select(OutboxEmail).where(OutboxEmail.notification_id == notification.id)
+             .options(defer(OutboxEmail.body_text), defer(OutboxEmail.body_html), defer(OutboxEmail.headers),
+                      defer(OutboxEmail.subject)))
     if state.q:
         query = query.where(OutboxEmail.to_addr.icontains(state.q, autoescape=True))
     if "status" in state.filters:
