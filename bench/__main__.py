@@ -36,7 +36,9 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-race", action="store_true", help="skip the activation race")
     parser.add_argument("--no-fanout", action="store_true",
                         help="skip the notification fan-out (a security patch to every customer of the largest size)")
-    parser.add_argument("--pages", default="", help="only pages whose route contains this text")
+    parser.add_argument("--pages", default="",
+                        help="only pages whose route contains one of these texts (comma-separated; "
+                             "a text ending in $ must end the route: /producer/$ is the overview alone)")
     parser.add_argument("--out", default=str(datasets.ROOT / "bench" / "results"), help="where the report goes")
     parser.add_argument("--name", default=None, help="report file name (default: today's date)")
     return parser.parse_args(argv)
@@ -71,7 +73,7 @@ def measure(kind: str, size: datasets.Size, options) -> DatasetResult:
             user = db.session.scalar(db.select(User).where(User.email == bench_actor.email))
             actor = policy.actor_for(user, db.session.get(Organization, bench_actor.org_id))
             pages, skipped = discover(app, bench_actor.area, actor)
-            pages = [p for p in pages if options.pages in p.key]
+            pages = [p for p in pages if _chosen(p.key, options.pages)]
             plans.append((bench_actor, pages, skipped))
             who.append([bench_actor.label, bench_actor.org_name, _facts(actor)])
         db.session.remove()
@@ -153,6 +155,15 @@ def _page(port, floor_port, bench_actor, page, htmx, headers, options) -> PageRe
          f"{rate.requests_per_second:6.0f} req/s ({ratio:4.0%} of {floor.requests_per_second:.0f})  "
          f"{'/'.join(map(str, result.queries)) or '?'} queries  {dict(timing.statuses)}")
     return result
+
+
+def _chosen(key: str, texts: str) -> bool:
+    """Whether ``--pages`` asks for the page ``key`` (every page when it is empty)."""
+    route = key.split(" ", 1)[0]  # without " [HX]"
+    for text in filter(None, (part.strip() for part in texts.split(","))):
+        if route.endswith(text[:-1]) if text.endswith("$") else text in key:
+            return True
+    return not texts.strip(",").strip()
 
 
 def main(argv: list[str] | None = None) -> int:
