@@ -140,6 +140,10 @@ class Attachment(db.Model):
         # serves every other question by partner (ix_attachment_partner_scope, a prefix of it, went
         # in migration 0005_perf: no plan used it).
         Index("ix_attachment_partner_visible", "partner_id", "active", "can_view", "entitlement_id"),
+        # A partner's attachments newest first (its page for producer staff) and by relation (its
+        # figures), each from an index range instead of every attachment of the partner.
+        Index("ix_attachment_partner_granted", "partner_id", "granted_at", "id"),
+        Index("ix_attachment_partner_relation", "partner_id", "active", "relation"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
