@@ -28,7 +28,9 @@ from portal.models import Organization
 from portal.services import accounts
 from tests.conftest import _migrate, _postgres_url, make_test_app
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+# One folder per database: `make test` runs the SQLite and PostgreSQL suites side by side.
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots" / os.environ.get(
+    "PORTAL_TEST_DB", "sqlite")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
