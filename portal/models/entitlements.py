@@ -101,10 +101,14 @@ class EntitlementLine(db.Model):
             "license_model <> 'subscription' OR (start_date IS NOT NULL AND end_date IS NOT NULL)",
             name="subscription_dates",
         ),
+        # An entitlement's lines, and "has it a line of this product?": with both columns SQLite
+        # takes this index over the product's even without statistics (through the product's it
+        # read every line of a product for each entitlement).
+        Index("ix_entitlement_line_entitlement_id", "entitlement_id", "product_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    entitlement_id: Mapped[int] = mapped_column(ForeignKey("entitlement.id", ondelete="CASCADE"), index=True)
+    entitlement_id: Mapped[int] = mapped_column(ForeignKey("entitlement.id", ondelete="CASCADE"))
     product_id: Mapped[int] = mapped_column(ForeignKey("product.id"), index=True)
     license_model: Mapped[str] = mapped_column(String(20))
     # Seats for perpetual and subscription lines; units per period for usage lines.
