@@ -75,25 +75,16 @@ demo-run:
 demo-invite:
 	$(DEMO_ENV) $(FLASK) portal invite '$(EMAIL)' '$(ORG)' '$(ROLE)'
 
-# The whole suite on SQLite and, when it is reachable, on PostgreSQL, side by side (one process
-# each, on two cores: about 15 minutes instead of 28 one after the other). The PostgreSQL run
-# prints as it goes; the SQLite run's output follows from test-artifacts/test-sqlite.log.
-# CI sets PORTAL_REQUIRE_POSTGRES=1: unreachable is then a failure, not a skip.
+# The whole suite on SQLite, then on PostgreSQL when it is reachable
+# (CI sets PORTAL_REQUIRE_POSTGRES=1: unreachable is then a failure, not a skip).
 test: setup chromium
-	@mkdir -p test-artifacts
+	$(MAKE) --no-print-directory test-sqlite
 	@if $(PY) -c "import os, psycopg; psycopg.connect(os.environ['PORTAL_TEST_POSTGRES_URL'].replace('+psycopg', ''), connect_timeout=3).close()" 2>/dev/null; then \
-	  echo "SQLite and PostgreSQL runs side by side; the SQLite run's output comes at the end"; \
-	  $(MAKE) --no-print-directory test-sqlite > test-artifacts/test-sqlite.log 2>&1 & sqlite=$$!; \
-	  $(MAKE) --no-print-directory test-postgres; postgres=$$?; \
-	  wait $$sqlite; sqlite=$$?; \
-	  echo "--- the SQLite run (test-artifacts/test-sqlite.log)"; cat test-artifacts/test-sqlite.log; \
-	  echo "SQLite run: $$([ $$sqlite = 0 ] && echo passed || echo FAILED); PostgreSQL run: $$([ $$postgres = 0 ] && echo passed || echo FAILED)"; \
-	  [ $$sqlite = 0 ] && [ $$postgres = 0 ]; \
+	  $(MAKE) --no-print-directory test-postgres; \
 	elif [ -n "$$PORTAL_REQUIRE_POSTGRES" ]; then \
 	  echo "PostgreSQL is not reachable at $$PORTAL_TEST_POSTGRES_URL" >&2; exit 1; \
 	else \
 	  echo "PostgreSQL is not reachable at $$PORTAL_TEST_POSTGRES_URL: skipped the PostgreSQL run"; \
-	  $(MAKE) --no-print-directory test-sqlite; \
 	fi
 
 test-sqlite:

@@ -102,6 +102,9 @@ def test_the_channel_report(browse, demo):
 def test_customer_directory_and_page(browse, demo):
     page = sign_in_as(browse, "staff@acme.example")
     nav(page).get_by_role("link", name="Customers").click()
+    # Typing before htmx has bound the search box (a loaded machine) would send no request.
+    expect(page).to_have_url(re.compile(r"/producer/customers$"))
+    page.wait_for_load_state("load")
     page.get_by_label("Search customers by name").fill("contoso")
     expect(page.locator("#customers-summary")).to_have_text("4 customers matching “contoso”")
     check_page(browse, "producer-customers")
