@@ -21,7 +21,7 @@ import re
 
 from flask import request
 from flask_wtf import FlaskForm
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from werkzeug.datastructures import CombinedMultiDict
 from wtforms import IntegerField, TextAreaField, widgets
 from wtforms.validators import NumberRange, StopValidation
@@ -70,8 +70,8 @@ class Select(widgets.Select):
         if kwargs or choice.render_kw:
             return super().render_option(choice, **kwargs)
         value = str(choice.value) if isinstance(choice.value, bool) else choice.value
-        selected = "selected " if choice.selected else ""
-        return Markup(f'<option {selected}value="{escape(value)}">{escape(choice.label or choice.value)}</option>')
+        selected = Markup("selected ") if choice.selected else ""
+        return Markup('<option {}value="{}">{}</option>').format(selected, value, choice.label or choice.value)
 
 
 class PortalForm(FlaskForm):
