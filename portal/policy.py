@@ -228,15 +228,17 @@ def partner_entitlement_ids(partner_id: int) -> Select:
     entitlement, and stock it is also attached to comes from the first part only), so counting
     them is an index-only scan of ``ix_attachment_partner_visible``.
     """
-    def attached_to(entitlement_id=None):
-        query = select(Attachment.entitlement_id).where(
-            Attachment.partner_id == partner_id, Attachment.active.is_(True), Attachment.can_view.is_(True)
-        )
-        return query if entitlement_id is None else query.where(Attachment.entitlement_id == entitlement_id)
-
     held = _HELD
-    stock = select(held.id).where(held.owner_id == partner_id, ~attached_to(held.id).exists())
-    return union_all(attached_to(), stock)
+    stock = select(held.id).where(held.owner_id == partner_id, ~_attached_ids(partner_id, held.id).exists())
+    return union_all(_attached_ids(partner_id), stock)
+
+
+def _attached_ids(partner_id: int, entitlement_id=None) -> Select:
+    """Ids of the entitlements a partner has a live attachment with view rights to (of one
+    entitlement when given), from the index ``ix_attachment_partner_visible`` alone."""
+    query = select(Attachment.entitlement_id).where(
+        Attachment.partner_id == partner_id, Attachment.active.is_(True), Attachment.can_view.is_(True))
+    return query if entitlement_id is None else query.where(Attachment.entitlement_id == entitlement_id)
 
 
 def entitlement_scope(actor: Actor):
@@ -287,10 +289,8 @@ def line_scope(actor: Actor):
     line = EntitlementLine
     if actor.is_partner:
         partner_id = actor.org.id
-        attached = select(Attachment.entitlement_id).where(
-            Attachment.partner_id == partner_id, Attachment.active.is_(True), Attachment.can_view.is_(True))
         held = select(_HELD.id).where(_HELD.owner_id == partner_id)
-        clause = or_(line.entitlement_id.in_(attached), line.entitlement_id.in_(held))
+        clause = or_(line.entitlement_id.in_(_attached_ids(partner_id)), line.entitlement_id.in_(held))
         if actor.customer_id is not None:
             clause = clause & line.entitlement_id.in_(select(_HELD.id).where(_HELD.owner_id == actor.customer_id))
         return clause
