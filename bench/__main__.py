@@ -159,9 +159,8 @@ def _page(port, floor_port, bench_actor, page, htmx, headers, options) -> PageRe
 
 def _chosen(key: str, texts: str) -> bool:
     """Whether ``--pages`` asks for the page ``key`` (every page when it is empty)."""
-    route = key.split(" ", 1)[0]  # without " [HX]"
     for text in filter(None, (part.strip() for part in texts.split(","))):
-        if route.endswith(text[:-1]) if text.endswith("$") else text in key:
+        if key.endswith(text[:-1]) if text.endswith("$") else text in key:
             return True
     return not texts.strip(",").strip()
 

@@ -84,7 +84,6 @@ def panel_expiring():
     on = q.today()
     # The few thousand lines ending soon drive, through their end-date index, each tested against
     # what we see (a hashed test of our attachments), instead of every entitlement we see.
-    scope = policy.entitlement_row_scope(actor)
     count = db.session.scalar(
         select(func.count(func.distinct(EntitlementLine.entitlement_id)))
         .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
@@ -96,7 +95,8 @@ def panel_expiring():
         .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
         .join(Product, Product.id == EntitlementLine.product_id)
         .join(Organization, Organization.id == Entitlement.owner_id)
-        .where(scope, Entitlement.status == "active", q.subscription_ends_within(EXPIRY_DAYS, on))
+        .where(policy.entitlement_row_scope(actor), Entitlement.status == "active",
+               q.subscription_ends_within(EXPIRY_DAYS, on))
         .order_by(EntitlementLine.end_date, Entitlement.code)
         .limit(ROWS_SHOWN)
     ).all()
