@@ -87,14 +87,20 @@ def _line(actor):
 
 
 def _activation(actor):
-    """A live activation of an active entitlement: the one whose pages (its .lic) answer."""
-    return _scalar(
-        select(Activation.id)
+    """A live activation of an active entitlement whose certificate the actor may download.
+
+    A partner may see an activation without the right to its certificate (a view-only
+    attachment): among the first hundred it sees, the first the policy lets it download.
+    """
+    candidates = db.session.scalars(
+        select(Activation)
         .join(EntitlementLine, EntitlementLine.id == Activation.line_id)
         .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
         .where(policy.entitlement_scope(actor), Activation.active.is_(True), Entitlement.status == "active")
         .order_by(Activation.id)
+        .limit(100)
     )
+    return next((a.id for a in candidates if policy.can(actor, "download", a)), None)
 
 
 def _attachment(actor):
