@@ -156,3 +156,24 @@ def test_pages_run_the_same_sql_whatever_the_number_of_customers(world, login_as
     many = statements(*_sent(world, login_as))
     assert few == many
     assert db.session.scalar(select(func.count()).select_from(OutboxEmail)) == 3 + 12
+
+
+def test_the_recipients_table_counts_its_own_mail_by_status_and_search(app, world, login_as):
+    """The table's total comes from the status counts (or a count, when searched): pages and
+    filters count this notification's mail only, not an earlier one's (the decoys)."""
+    customers(world, 3)
+    _sent(world, login_as)  # the decoy: three mails of an earlier notification
+    client, notification_id = _sent(world, login_as)
+    app.config["PAGE_SIZE"] = 2
+    url = f"/producer/notifications/{notification_id}"
+
+    def rows_and_pages(query: str = "") -> tuple[int, str | None]:
+        page = client.get(url + query).get_data(as_text=True)
+        pages = re.search(r"Page 1 of (\d+)", page)
+        return len(re.findall(r'class="recipient-row"', page)), pages and pages.group(1)
+
+    assert rows_and_pages() == (2, "2")
+    assert rows_and_pages("?status=queued") == (2, "2")
+    assert rows_and_pages("?status=failed") == (0, None)
+    assert rows_and_pages("?q=customer001") == (1, None)
+    assert rows_and_pages("?q=customer00") == (2, "2")

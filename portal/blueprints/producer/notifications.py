@@ -87,8 +87,8 @@ def _compose_form(formdata=None) -> ComposeForm:
     return form
 
 
-def _load(notification_id: int) -> Notification:
-    notification = db.session.get(Notification, notification_id) if notification_id < 2**31 else None
+def _load(notification_id: int, *options) -> Notification:
+    notification = db.session.get(Notification, notification_id, options=options) if notification_id < 2**31 else None
     if notification is None:
         abort(404)
     return notification
@@ -149,7 +149,12 @@ def new_notification():
 def notification(notification_id: int):
     """A draft's preview and "Send"; afterwards the job's progress and each recipient's mail."""
     _require_sender()
-    notification = _load(notification_id)
+    # The page names the product and the release: read with the notification, not one by one.
+    notification = _load(notification_id, joinedload(Notification.product), joinedload(Notification.release))
+    if notification.state != "draft" and is_htmx():
+        # The recipients' table in place (search, filter, page): nothing else of the page is read or rendered.
+        return render("producer/_notification_recipients.html",
+                      **_recipients(notification, notices.recipient_counts(notification)))
     context = {"notification": notification, "kind_labels": notices.KIND_LABELS, "state_labels": STATE_LABELS,
                "body_html": render_markdown(notification.body)}
     if notification.state == "draft":
@@ -163,8 +168,9 @@ def notification(notification_id: int):
         shown = notices.preview(notification, customer=customer, first_if_none=not name)
         return render("producer/notification.html", preview=shown, preview_name=name, preview_error=preview_error,
                       form=SendForm(), **context)
-    return render("producer/notification.html", fragment="producer/_notification_recipients.html",
-                  **context, **_progress(notification), **_recipients(notification))
+    progress = _progress(notification)
+    return render("producer/notification.html", **context, **progress,
+                  **_recipients(notification, progress["counts"]))
 
 
 def _progress(notification: Notification) -> dict:
@@ -177,7 +183,8 @@ def _progress(notification: Notification) -> dict:
     return {"counts": notices.recipient_counts(notification), "acknowledged": acknowledged}
 
 
-def _recipients(notification: Notification) -> dict:
+def _recipients(notification: Notification, counts: dict[str, int]) -> dict:
+    """The recipients' table; ``counts`` (mail by status) already gives its total unless searched."""
     filters = [Filter("status", "Mail status", MAIL_STATES, all_label="Every status")]
     state = parse_list_args(request.args, endpoint="producer.notification", sorts={"to"}, default_sort="to",
                             filters=filters, url_values={"notification_id": notification.id})
@@ -190,7 +197,10 @@ def _recipients(notification: Notification) -> dict:
     if "status" in state.filters:
         query = query.where(OutboxEmail.status == state.filters["status"])
     query = query.order_by(OutboxEmail.to_addr.desc() if state.descending else OutboxEmail.to_addr, OutboxEmail.id)
-    pagination = db.paginate(query, page=state.page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    pagination = db.paginate(query, page=state.page, per_page=current_app.config["PAGE_SIZE"], error_out=False,
+                             count=bool(state.q))
+    if not state.q:  # the status counts above are the table's total: no second count
+        pagination.total = counts.get(state.filters["status"], 0) if "status" in state.filters else sum(counts.values())
     message_ids = {email.notification_message_id for email in pagination.items} - {None}
     names = dict(db.session.execute(
         select(NotificationMessage.id, Organization.name)
