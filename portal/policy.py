@@ -1058,8 +1058,9 @@ def load_membership(actor: Actor, membership_id: int) -> Membership:
     return _one_or_404(visible_memberships(actor).where(Membership.id == membership_id))
 
 
-def load_message(actor: Actor, message_id: int) -> NotificationMessage:
-    return _one_or_404(visible_messages(actor).where(NotificationMessage.id == message_id))
+def load_message(actor: Actor, message_id: int, *options) -> NotificationMessage:
+    """A message the actor's inbox holds, or 404; ``options`` load what the page shows with it."""
+    return _one_or_404(visible_messages(actor).where(NotificationMessage.id == message_id).options(*options))
 
 
 def hierarchy_paths(orgs: list[Organization]) -> dict[int, str]:

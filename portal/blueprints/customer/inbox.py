@@ -20,7 +20,7 @@ from portal.blueprints.customer.notices import acknowledgement_context
 from portal.blueprints.customer.replies import current_query, done, fragment, list_state, refuse
 from portal.extensions import db
 from portal.markdown import render_markdown
-from portal.models import Notification, NotificationMessage, NotificationRead, Organization
+from portal.models import Notification, NotificationMessage, NotificationRead
 from portal.services.errors import ServiceError
 from portal.services.inbox import mark_all_read, mark_read, unread_count
 from portal.ui import Column, Filter, Table, parse_list_args
@@ -128,14 +128,14 @@ def inbox():
 def inbox_message(message_id: int):
     """One message: its text, the entitlements it concerns and their partners' contacts."""
     actor = current_actor()
-    message = policy.load_message(actor, message_id)
+    # The notice and the receiving organization come in the same statement, whichever
+    # organization of the hierarchy it is (the page costs the same for each).
+    message = policy.load_message(actor, message_id, joinedload(NotificationMessage.notification),
+                                  joinedload(NotificationMessage.org))
     read = db.session.scalar(select(NotificationRead.read_at).where(
         NotificationRead.user_id == actor.user.id, NotificationRead.message_id == message.id))
-    # Asked even when it is the actor's own organization (which ``session.get`` would take from
-    # the identity map): the page costs the same whichever organization's message it shows.
-    org = db.session.scalar(select(Organization).where(Organization.id == message.org_id))
     return render("customer/inbox_message.html", message=message, notification=message.notification,
-                  org_path=policy.hierarchy_path(org), read_at=read, affected=_affected(message),
+                  org_path=policy.hierarchy_path(message.org), read_at=read, affected=_affected(message),
                   body_html=render_markdown(message.notification.body), notice=message,
                   **acknowledgement_context(actor, message))
 
