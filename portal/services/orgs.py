@@ -150,8 +150,7 @@ def move_organization(actor: Actor, org: Organization, new_parent: Organization 
             raise ServiceError("An organization cannot move under itself or its own descendants.",
                                field="parent")
     old_path = org.path
-    new_prefix = new_parent.path if new_parent is not None else "/"
-    new_path = f"{new_prefix}{org.id}/"
+    new_path = Organization.path_under(new_parent, org.id)
     if new_path == old_path:
         return org
     old_parent_id = org.parent_id
