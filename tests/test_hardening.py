@@ -484,8 +484,17 @@ def test_join_target_never_names_the_producer(make, channel):
 # --- 10. deleting organizations, join requests ---------------------------------------------
 
 
+def _notice_to(org: Organization) -> None:
+    from portal.models import Notification, NotificationMessage, Product
+
+    notification = Notification(kind="general", title="T", body="B", product=Product(sku="P", name="P"))
+    db.session.add(NotificationMessage(notification=notification, org=org, content=[]))
+    db.session.commit()
+
+
 @pytest.mark.parametrize(("history", "reason"), [
     ("attachment", "attached"), ("chain", "sales chain"), ("edge", "channel"), ("activation", "activated"),
+    ("message", "notices"),
 ])
 def test_deleting_an_organization_with_history_is_refused_with_a_reason(make, channel, history, reason):
     provider = make.partner("service_provider", "Lone Provider")
@@ -501,6 +510,9 @@ def test_deleting_an_organization_with_history_is_refused_with_a_reason(make, ch
         db.session.commit()
     elif history == "edge":
         target = channel["northwind"]
+    elif history == "message":
+        target = make.customer("Site", parent=channel["contoso"])
+        _notice_to(target)
     else:
         target = make.customer("Site", parent=channel["contoso"])
         entitlement = make.entitlement(target)
@@ -514,6 +526,21 @@ def test_deleting_an_organization_with_history_is_refused_with_a_reason(make, ch
         delete_organization(make.system, target)
     db.session.rollback()
     assert db.session.get(Organization, target.id) is not None
+
+
+def test_notice_settings_are_no_history_and_go_with_the_organization(make, channel):
+    """A site that only chose which notices it gets by email is deleted, its choices with it
+    (the database cascades them); before, the choices alone kept it forever."""
+    from portal.models import NotificationPreference
+    from portal.services.notifications import set_email
+
+    site = make.customer("Site", parent=channel["contoso"])
+    set_email(make.actor(channel["contoso"]), site, "general", False)
+    db.session.commit()
+    delete_organization(make.actor(channel["contoso"]), site)
+    db.session.commit()
+    assert db.session.get(Organization, site.id) is None
+    assert db.session.scalar(select(func.count()).select_from(NotificationPreference)) == 0
 
 
 def test_deleting_a_partner_with_history_is_a_409_conflict_not_a_database_error(make, channel):
