@@ -511,7 +511,7 @@ def decidable_requests(actor: Actor) -> Select:
     """Pending requests this actor may decide."""
     query = select(PortalRequest).where(PortalRequest.state == "pending")
     if actor.is_producer:
-        if actor.is_admin:
+        if can(actor, A.MANAGE_PRODUCER_USERS):
             return query
         # Joining the producer makes producer staff: a decision for its admins only.
         producer_join = (
@@ -802,9 +802,9 @@ def _can_organization(actor: Actor, action: str, org: Organization) -> bool:
     if actor.is_producer:
         if org.kind == "producer":
             # The producer's own organization: its users and roles are for its admins only.
-            if action in (A.EDIT, A.INVITE, A.MANAGE_USERS):
-                return actor.is_admin
-            return False
+            if action in (A.INVITE, A.MANAGE_USERS):
+                return can(actor, A.MANAGE_PRODUCER_USERS)
+            return action == A.EDIT and actor.is_admin
         if action == A.CREATE_CHILD:
             return org.kind == "customer"
         if action == A.MOVE:

@@ -79,6 +79,7 @@ from portal.models import (
 )
 from portal.models.entitlements import PartnerCustomer, RowCount, rebuild_partner_customers, rebuild_row_counts
 from portal.models.notifications import Notification, NotificationMessage, OutboxEmail
+from portal.models.orgs import path_below
 from portal.policy import Actor, system_actor
 from portal.services import notifications as notices
 from portal.services.audit import record
@@ -376,7 +377,7 @@ class _Generator:
             with_contacts: bool = True) -> tuple[int, str]:
         """Buffer one organization and its admin user; returns (id, path)."""
         org_id = self.writer.new_id("organizations")
-        path = f"{parent[1] if parent else '/'}{org_id}/"
+        path = path_below(parent[1] if parent else None, org_id)
         domain = f"org{org_id}.seed.example"
         self.writer.add("organizations", {
             "id": org_id, "kind": kind, "name": name, "status": "active",

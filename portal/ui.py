@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,8 +18,8 @@ from typing import Any
 from flask import abort, request, url_for
 from flask_sqlalchemy.pagination import Pagination
 
-# Control characters never belong in a search or a filter (and PostgreSQL refuses NUL).
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1, as forms refuse them
+from portal.forms import has_control_characters
+
 MAX_PAGE = 100_000
 TOAST_EVENT = "portal:toast"
 
@@ -28,7 +27,7 @@ TOAST_EVENT = "portal:toast"
 def clean_arg(value: str | None, *, max_length: int = 100, name: str = "value") -> str:
     """A text from the query string, stripped; 400 for control characters or too long a text."""
     value = (value or "").strip()
-    if CONTROL_CHARACTERS.search(value):
+    if has_control_characters(value):  # the forms' own filter (PostgreSQL refuses NUL in text)
         abort(400, f"The {name} contains characters that are not allowed.")
     if len(value) > max_length:
         abort(400, f"The {name} is longer than {max_length} characters.")

@@ -45,6 +45,13 @@ PATH_FORM = (
 )
 
 
+def path_below(parent_path: str | None, org_id: int) -> str:
+    """THE way a materialized path is built: the parent's path (None: top level) and the id,
+    "/<root id>/.../<org_id>/". Services use ``Organization.path_under``; the bulk seed, which
+    has paths without rows, calls this."""
+    return f"{parent_path if parent_path is not None else '/'}{int(org_id)}/"
+
+
 class Organization(db.Model):
     """A party of the channel. Customers form a hierarchy kept as a materialized path."""
 
@@ -80,7 +87,7 @@ class Organization(db.Model):
     stocking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("organization.id"), index=True)
     # "/<root id>/.../<own id>/": a subtree is every path starting with the root's path.
-    # Built only by ``Organization.path_under`` (the CHECK above refuses anything else).
+    # Built only by ``path_below`` (the CHECK above refuses anything else).
     path: Mapped[str] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -94,7 +101,7 @@ class Organization(db.Model):
     @staticmethod
     def path_under(parent: Organization | None, org_id: int) -> str:
         """The materialized path of organization ``org_id`` placed under ``parent``."""
-        return f"{parent.path if parent is not None else '/'}{org_id}/"
+        return path_below(parent.path if parent is not None else None, org_id)
 
     @property
     def ancestor_ids(self) -> list[int]:

@@ -150,8 +150,7 @@ def move_organization(actor: Actor, org: Organization, new_parent: Organization 
             raise ServiceError("An organization cannot move under itself or its own descendants.",
                                field="parent")
     old_path = org.path
-    new_prefix = new_parent.path if new_parent is not None else "/"
-    new_path = f"{new_prefix}{org.id}/"
+    new_path = Organization.path_under(new_parent, org.id)
     if new_path == old_path:
         return org
     old_parent_id = org.parent_id
@@ -183,16 +182,18 @@ _HISTORY = {
     "attachment": "It has been attached to entitlements; it stays for their history.",
     "channel_relationship": "It has channel relationships; it stays for the channel's history.",
     "activation": "Its users activated seats; it stays for their history.",
+    "notification_message": "It has received notices; it stays for their history.",
 }
 
 
 def _references_to(org: Organization) -> list[str]:
     """The tables with a row that refers to ``org`` (every foreign key to organizations,
-    so a table added later keeps its history too)."""
+    so a table added later keeps its history too). A foreign key that cascades is settings,
+    not history (which notices it gets by email): those rows go with the organization."""
     found = []
     for table in db.metadata.sorted_tables:
         for fk in table.foreign_keys:
-            if fk.column.table.name != "organization":
+            if fk.column.table.name != "organization" or (fk.ondelete or "").upper() == "CASCADE":
                 continue
             if db.session.execute(select(fk.parent).where(fk.parent == org.id).limit(1)).first() is not None:
                 found.append(table.name)
