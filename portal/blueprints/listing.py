@@ -17,7 +17,7 @@ from datetime import date
 
 from flask import Response, abort, current_app
 from flask_sqlalchemy.pagination import SelectPagination
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import aliased, contains_eager, joinedload
 
 from portal import policy
@@ -52,11 +52,15 @@ def clean_code(code: str) -> str:
 def product_filter(actor) -> Filter:
     """Products on the entitlements the actor sees (one query: per product of the catalog, the
     first of its lines the actor sees, not every line of every entitlement it sees)."""
-    seen = select(EntitlementLine.id).where(EntitlementLine.product_id == Product.id, policy.line_scope(actor))
-    products = db.session.execute(
-        select(Product.id, Product.name).where(seen.exists()).order_by(Product.name, Product.id)
-    ).all()
+    products = db.session.execute(product_options(actor).order_by(Product.name, Product.id)).all()
     return Filter("product", "Product", [(str(i), name) for i, name in products])
+
+
+def product_options(actor) -> Select:
+    """(id, name) of the products ``product_filter`` offers, unordered (a page may ask for it
+    together with its other options, in one statement)."""
+    seen = select(EntitlementLine.id).where(EntitlementLine.product_id == Product.id, policy.line_scope(actor))
+    return select(Product.id, Product.name).where(seen.exists())
 
 
 MODEL_FILTER = Filter("model", "License model", [(m, m.capitalize()) for m in LICENSE_MODELS])
