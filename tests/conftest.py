@@ -157,6 +157,9 @@ class IsolatedClient(FlaskClient):
     """
 
     def open(self, *args, **kwargs):
+        # Buffered: a streamed body (the CSV exports) is read within the request's context, as
+        # the server reads it, not later in the test's own.
+        kwargs.setdefault("buffered", True)
         return contextvars.Context().run(super().open, *args, **kwargs)
 
 

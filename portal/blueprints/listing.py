@@ -10,10 +10,11 @@ starts from the policy's scope (``policy.visible_entitlements``); nothing here d
 
 from __future__ import annotations
 
-import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from flask import Response, abort, current_app
 from flask_sqlalchemy.pagination import SelectPagination
@@ -22,7 +23,7 @@ from sqlalchemy.orm import aliased, contains_eager, joinedload
 
 from portal import policy
 from portal.blueprints.customer import queries as q
-from portal.exchange import export_entitlements_csv
+from portal.exchange import stream_entitlements_csv
 from portal.extensions import db
 from portal.models import Activation, Entitlement, EntitlementLine, Organization, Product, SalesChainLink
 from portal.models.entitlements import ENTITLEMENT_STATUSES, LICENSE_MODELS
@@ -194,9 +195,14 @@ def row_details(entitlements: list[Entitlement], *, seller: bool = True) -> dict
 def csv_response(actor, where: list, filename: str = "entitlements.csv") -> Response:
     """The entitlements the list shows with the same search and filters, all pages, as CSV
     (``portal.exchange``: a partner's rows carry only its own attachment)."""
-    out = io.StringIO()
-    export_entitlements_csv(actor, out, where=where)
-    response = Response(out.getvalue(), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response = csv_stream(actor, where=where, filename=filename)
     response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def csv_stream(actor, *, where: Sequence[Any] = (), filename: str = "entitlements.csv") -> Response:
+    """A streamed CSV export (``portal.exchange.CsvStream``): its statements run now, its rows
+    are read, written and sent piece by piece as the client takes them."""
+    response = Response(stream_entitlements_csv(actor, where=where), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

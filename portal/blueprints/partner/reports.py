@@ -93,15 +93,15 @@ def _sold_through_us(actor):
     return and_(policy.entitlement_scope(actor), q.sold_through(actor.org.id), Entitlement.owner_id != actor.org.id)
 
 
-def _used(actor, start: date):
-    """Seats activated per line of the entitlements in the report (active activations)."""
+def _used():
+    """Seats activated on each line of the report (its active activations): asked per line, from
+    the line's activation index. (A subquery of every line's activations, joined, walked the
+    entitlements we see a second time, a third of the report's time.)"""
     return (
-        select(Activation.line_id.label("line_id"), func.sum(Activation.seats).label("used"))
-        .join(EntitlementLine, EntitlementLine.id == Activation.line_id)
-        .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
-        .where(_sold_through_us(actor), Entitlement.purchase_date >= start, Activation.active.is_(True))
-        .group_by(Activation.line_id)
-        .subquery()
+        select(func.sum(Activation.seats))
+        .where(Activation.line_id == EntitlementLine.id, Activation.active.is_(True))
+        .correlate(EntitlementLine)
+        .scalar_subquery()
     )
 
 
@@ -112,8 +112,7 @@ def build_report(actor, kind: str) -> dict:
     start = _start(kind, keys[0])
     year, month = extract("year", Entitlement.purchase_date), extract("month", Entitlement.purchase_date)
     seats = func.sum(case((EntitlementLine.license_model.in_(SEAT_MODELS), EntitlementLine.quantity), else_=0))
-    used = _used(actor, start)
-    activated = func.sum(func.coalesce(used.c.used, 0))
+    activated = func.sum(func.coalesce(_used(), 0))
     in_window = and_(_sold_through_us(actor), Entitlement.purchase_date >= start)
 
     owner = aliased(Organization)
@@ -123,8 +122,7 @@ def build_report(actor, kind: str) -> dict:
     def lines():
         return (select().select_from(EntitlementLine)
                 .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
-                .join(owner, owner.id == Entitlement.owner_id)
-                .outerjoin(used, used.c.line_id == EntitlementLine.id))
+                .join(owner, owner.id == Entitlement.owner_id))
 
     periods = {key: Figures(_label(kind, key)) for key in keys}
     total = Figures("All periods")
