@@ -12,7 +12,7 @@ P95_BUDGET_MS = 50.0
 QUERY_BUDGET = 15
 FLOOR_RATIO_BUDGET = 0.30
 ACTIVATIONS_BUDGET = 300.0
-BUDGET_DATABASE = "postgresql"
+BUDGET_DATABASE = "postgresql"  # the budgets are PostgreSQL's; SQLite is reported for information
 # A CSV export of many rows cannot arrive within a page's 50 ms: it has budgets of its own (an
 # export is a ``.csv`` route answering at least EXPORT_MIN_ROWS rows; a smaller one is a page).
 # Its statements are the same fixed number at every size (<= QUERY_BUDGET), and it sends at
@@ -20,7 +20,7 @@ BUDGET_DATABASE = "postgresql"
 # budgeted: each statement sorts its rows by entitlement before the first one is written (at
 # 200k, 0.4-1.7 s on a loaded machine; in-process), so "first byte <= 50 ms" is not true yet.
 EXPORT_MIN_ROWS = 1000
-EXPORT_ROWS_PER_SECOND = 1500.0  # the budgets are PostgreSQL's; SQLite is reported for information
+EXPORT_ROWS_PER_SECOND = 1500.0
 
 
 @dataclass
