@@ -17,6 +17,8 @@ from portal.extensions import db, login_manager
 from portal.models import Membership, Organization, User
 from portal.policy import Actor, customers_served_by
 
+SEEN_AT_STEP = 60  # seconds: how often a request moves the session's last-seen time on
+
 
 def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
@@ -42,11 +44,16 @@ def init_app(app: Flask) -> None:
         now = datetime.now(UTC).timestamp()
         idle = _seconds(current_app.config["SESSION_IDLE_TIMEOUT"])
         lifetime = _seconds(current_app.config["PERMANENT_SESSION_LIFETIME"])
-        if now - session.get("seen_at", now) > idle or now - session.get("login_at", now) > lifetime:
+        seen_at = session.get("seen_at", now)
+        if now - seen_at > idle or now - session.get("login_at", now) > lifetime:
             logout_user()
             session.clear()
             return
-        session["seen_at"] = now
+        # Activity is noted to the minute: a session left alone ends between IDLE_TIMEOUT less a
+        # minute and IDLE_TIMEOUT after its last request. Meanwhile the session is unchanged and
+        # the cookie is not signed and sent again (SESSION_REFRESH_EACH_REQUEST is off).
+        if "seen_at" not in session or now - seen_at >= SEEN_AT_STEP:
+            session["seen_at"] = now
 
 
 @event.listens_for(Session, "after_commit")
