@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app, g, has_app_context, request, session
 from flask_login import current_user, logout_user
-from sqlalchemy import and_, event, select
+from sqlalchemy import and_, bindparam, event, select
 from sqlalchemy.orm import Session, contains_eager
 
 from portal.extensions import db, login_manager
@@ -81,18 +81,24 @@ def _remember_memberships(user_id: int, memberships: list[Membership]) -> list[M
     return memberships
 
 
-def _load_with_memberships(user_id: int) -> User | None:
-    """The session's user with its memberships (see ``memberships_of``), in one statement.
+# The session's user row left-joined to its memberships in active organizations and their
+# organizations: every signed-in request needs both. Built once (building the statement
+# cost more than running it); the user id is its parameter.
+_USER_WITH_MEMBERSHIPS = (
+    select(User, Membership)
+    .outerjoin(_ACTIVE_MEMBERSHIPS, Membership.user_id == User.id)
+    .options(contains_eager(Membership.org))
+    .where(User.id == bindparam("user_id"))
+)
+_MEMBERSHIPS = (
+    select(Membership).join(Organization).options(contains_eager(Membership.org))
+    .where(Membership.user_id == bindparam("user_id"), Organization.status == "active")
+)
 
-    The user row left-joined to its memberships in active organizations and their
-    organizations: every signed-in request needs both.
-    """
-    rows = db.session.execute(
-        select(User, Membership)
-        .outerjoin(_ACTIVE_MEMBERSHIPS, Membership.user_id == User.id)
-        .options(contains_eager(Membership.org))
-        .where(User.id == user_id)
-    ).all()
+
+def _load_with_memberships(user_id: int) -> User | None:
+    """The session's user with its memberships (see ``memberships_of``), in one statement."""
+    rows = db.session.execute(_USER_WITH_MEMBERSHIPS, {"user_id": user_id}).all()
     if not rows:
         return None
     user = rows[0][0]
@@ -110,11 +116,7 @@ def memberships_of(user: User) -> list[Membership]:
     cached = g.get("_memberships")
     if cached is not None and cached[0] == user.id:
         return cached[1]
-    rows = db.session.scalars(
-        select(Membership).join(Organization).options(contains_eager(Membership.org)).where(
-            Membership.user_id == user.id, Organization.status == "active"
-        )
-    ).all()
+    rows = db.session.scalars(_MEMBERSHIPS, {"user_id": user.id}).all()
     return _remember_memberships(user.id, list(rows))
 
 
