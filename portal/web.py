@@ -18,7 +18,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, abort, current_app, g, has_request_context, make_response, render_template, request
+from flask import Flask, abort, current_app, g, make_response, render_template, request
+from flask.globals import _cv_request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import generate_csrf
 from werkzeug.routing import IntegerConverter
@@ -166,10 +167,11 @@ def constant_url_for(app: Flask) -> Callable[..., str]:
     built: dict[tuple[str, str, str | None], str] = {}
 
     def url_for(endpoint: str, **values: Any) -> str:
+        ctx = _cv_request.get(None)  # the request context, without going through the proxy
         if (values and (endpoint != "static" or len(values) != 1 or "filename" not in values)) \
-                or endpoint[:1] == "." or app.url_default_functions or not has_request_context():
+                or endpoint[:1] == "." or app.url_default_functions or ctx is None:
             return build(endpoint, **values)  # url_defaults functions could depend on the request
-        key = (request.script_root, endpoint, values.get("filename"))
+        key = (ctx.request.script_root, endpoint, values.get("filename"))
         url = built.get(key)
         if url is None:
             if len(built) > 2000:  # endpoints x script roots: a handful; never grows without bound
