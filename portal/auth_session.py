@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app, g, has_app_context, request, session
 from flask_login import current_user, logout_user
-from sqlalchemy import event, select
+from sqlalchemy import and_, bindparam, event, select
 from sqlalchemy.orm import Session, contains_eager
 
 from portal.extensions import db, login_manager
 from portal.models import Membership, Organization, User
 from portal.policy import Actor, customers_served_by
+
+SEEN_AT_STEP = 60  # seconds: how often a request moves the session's last-seen time on
 
 
 def init_app(app: Flask) -> None:
@@ -29,8 +31,9 @@ def init_app(app: Flask) -> None:
             user_id, version = (int(part) for part in token.split(":", 1))
         except ValueError:
             return None
-        user = db.session.get(User, user_id)
+        user = _load_with_memberships(user_id)
         if user is None or not user.active or user.session_version != version:
+            g.pop("_memberships", None)
             return None
         return user
 
@@ -41,11 +44,16 @@ def init_app(app: Flask) -> None:
         now = datetime.now(UTC).timestamp()
         idle = _seconds(current_app.config["SESSION_IDLE_TIMEOUT"])
         lifetime = _seconds(current_app.config["PERMANENT_SESSION_LIFETIME"])
-        if now - session.get("seen_at", now) > idle or now - session.get("login_at", now) > lifetime:
+        seen_at = session.get("seen_at", now)
+        if now - seen_at > idle or now - session.get("login_at", now) > lifetime:
             logout_user()
             session.clear()
             return
-        session["seen_at"] = now
+        # Activity is noted to the minute: a session left alone ends between IDLE_TIMEOUT less a
+        # minute and IDLE_TIMEOUT after its last request. Meanwhile the session is unchanged and
+        # the cookie is not signed and sent again (SESSION_REFRESH_EACH_REQUEST is off).
+        if "seen_at" not in session or now - seen_at >= SEEN_AT_STEP:
+            session["seen_at"] = now
 
 
 @event.listens_for(Session, "after_commit")
@@ -60,24 +68,56 @@ def _seconds(value: timedelta | int | float) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+_KIND_ORDER = {"producer": 0, "distributor": 1, "reseller": 2, "service_provider": 3, "customer": 4}
+# A membership counts while its organization is active.
+_ACTIVE_MEMBERSHIPS = Membership.__table__.join(
+    Organization.__table__, and_(Organization.id == Membership.org_id, Organization.status == "active")
+)
+
+
+def _remember_memberships(user_id: int, memberships: list[Membership]) -> list[Membership]:
+    memberships.sort(key=lambda m: (_KIND_ORDER[m.org.kind], m.org.name))
+    g._memberships = (user_id, memberships)
+    return memberships
+
+
+# The session's user row left-joined to its memberships in active organizations and their
+# organizations: every signed-in request needs both. Built once (building the statement
+# cost more than running it); the user id is its parameter.
+_USER_WITH_MEMBERSHIPS = (
+    select(User, Membership)
+    .outerjoin(_ACTIVE_MEMBERSHIPS, Membership.user_id == User.id)
+    .options(contains_eager(Membership.org))
+    .where(User.id == bindparam("user_id"))
+)
+_MEMBERSHIPS = (
+    select(Membership).join(Organization).options(contains_eager(Membership.org))
+    .where(Membership.user_id == bindparam("user_id"), Organization.status == "active")
+)
+
+
+def _load_with_memberships(user_id: int) -> User | None:
+    """The session's user with its memberships (see ``memberships_of``), in one statement."""
+    rows = db.session.execute(_USER_WITH_MEMBERSHIPS, {"user_id": user_id}).all()
+    if not rows:
+        return None
+    user = rows[0][0]
+    _remember_memberships(user.id, [m for _, m in rows if m is not None])
+    return user
+
+
 def memberships_of(user: User) -> list[Membership]:
     """The user's memberships in active organizations, producer first, then by name.
 
     One statement with their organizations, once per request: the actor and the top bar's
-    organization switcher ask for the same list (cached in ``g`` for that user).
+    organization switcher ask for the same list (cached in ``g`` for that user). For the
+    signed-in user the user loader read them with the user row, in the same statement.
     """
     cached = g.get("_memberships")
     if cached is not None and cached[0] == user.id:
         return cached[1]
-    order = {"producer": 0, "distributor": 1, "reseller": 2, "service_provider": 3, "customer": 4}
-    rows = db.session.scalars(
-        select(Membership).join(Organization).options(contains_eager(Membership.org)).where(
-            Membership.user_id == user.id, Organization.status == "active"
-        )
-    ).all()
-    memberships = sorted(rows, key=lambda m: (order[m.org.kind], m.org.name))
-    g._memberships = (user.id, memberships)
-    return memberships
+    rows = db.session.scalars(_MEMBERSHIPS, {"user_id": user.id}).all()
+    return _remember_memberships(user.id, list(rows))
 
 
 def current_actor() -> Actor | None:

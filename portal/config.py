@@ -23,6 +23,10 @@ class Defaults:
     REMEMBER_COOKIE_HTTPONLY = True
     SESSION_IDLE_TIMEOUT = timedelta(hours=2)
     PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+    # The cookie is signed and sent again only when the session changed (its last-seen time
+    # moves on once a minute, see auth_session), not on every response. The browser keeps it
+    # for PERMANENT_SESSION_LIFETIME after that, never less than the session's own lifetime.
+    SESSION_REFRESH_EACH_REQUEST = False
 
     # Mail goes through the outbox; the worker delivers it over SMTP.
     SMTP_HOST = "127.0.0.1"

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, g, make_response, render_template, request
+from flask.globals import _cv_request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import generate_csrf
 from werkzeug.routing import IntegerConverter
@@ -154,8 +155,36 @@ class CacheSafeSessionInterface(SecureCookieSessionInterface):
 # --- pages --------------------------------------------------------------------------------------
 
 
+def constant_url_for(app: Flask) -> Callable[..., str]:
+    """``url_for`` for templates, remembering the URLs that depend on nothing but the endpoint.
+
+    Every page builds the same links to the area's pages and the same static asset URLs; in
+    a request, without arguments (or a static file name) such a URL is the endpoint's rule
+    under the request's script root, so it is built once per endpoint and script root. Any
+    other call (arguments, a scheme, external, relative to the blueprint) builds as before.
+    """
+    build = app.url_for
+    built: dict[tuple[str, str, str | None], str] = {}
+
+    def url_for(endpoint: str, **values: Any) -> str:
+        ctx = _cv_request.get(None)  # the request context, without going through the proxy
+        if (values and (endpoint != "static" or len(values) != 1 or "filename" not in values)) \
+                or endpoint[:1] == "." or app.url_default_functions or ctx is None:
+            return build(endpoint, **values)  # url_defaults functions could depend on the request
+        key = (ctx.request.script_root, endpoint, values.get("filename"))
+        url = built.get(key)
+        if url is None:
+            if len(built) > 2000:  # endpoints x script roots: a handful; never grows without bound
+                built.clear()
+            url = built[key] = build(endpoint, **values)
+        return url
+
+    return url_for
+
+
 def init_app(app: Flask) -> None:
     app.session_interface = CacheSafeSessionInterface()
+    app.jinja_env.globals["url_for"] = constant_url_for(app)
     app.add_template_filter(render_markdown, "markdown")  # sanitized Markdown (portal/markdown.py)
 
     @app.context_processor

@@ -1,4 +1,4 @@
-"""What every signed-in request pays before its page: the user, then its memberships with their
+"""What every signed-in request pays before its page: the user with its memberships and their
 organizations in one statement, once per request (the actor and the top bar's organization
 switcher share them)."""
 
@@ -10,7 +10,8 @@ import pytest
 
 from portal.extensions import db
 
-MEMBERSHIPS = re.compile(r"\bFROM membership\b", re.I)
+MEMBERSHIPS = re.compile(r"\b(?:FROM|JOIN)\s+\(?membership\b", re.I)
+USERS = re.compile(r"\bFROM user_account\b", re.I)
 
 
 @pytest.mark.parametrize("page", ["/customer/", "/customer/entitlements"])
@@ -35,6 +36,8 @@ def test_memberships_are_read_once_per_request_with_their_organizations(make, lo
         assert "Fabrikam" in body and "BlueSky" in body  # the switcher shows every membership
         membership_reads = [s for s in counter.statements if MEMBERSHIPS.search(s)]
         assert len(membership_reads) == 1, membership_reads
+        # ... in the statement that reads the user: the session's user is read once, with them.
+        assert [s for s in counter.statements if USERS.search(s)] == membership_reads
         # ... and their organizations came with them: none is read on its own by id.
         single_orgs = [s for s in counter.statements
                        if re.search(r"FROM organization\s+WHERE organization\.id = ", s)]

@@ -117,3 +117,20 @@ def test_list_state_is_immutable():
     state = ListState(endpoint="customer.home")
     with pytest.raises(AttributeError):
         state.page = 2  # type: ignore[misc]
+
+
+def test_templates_url_for_remembers_only_urls_that_depend_on_nothing(app):
+    """Templates' url_for remembers argument-free URLs (and static files) per script root;
+    anything else is built each time, exactly as Flask's url_for builds it."""
+    from flask import url_for
+
+    template_url_for = app.jinja_env.globals["url_for"]
+    for script_root in ("", "/portal"):
+        with app.test_request_context("/customer/", base_url=f"http://localhost{script_root}/"):
+            for endpoint, values in [("customer.home", {}), ("static", {"filename": "portal.css"}),
+                                     ("customer.entitlement", {"code": "E-1"}),
+                                     ("customer.entitlements", {"q": "x", "page": 2}),
+                                     ("public.index", {"_external": True})]:
+                for _ in range(2):  # built, then remembered
+                    assert template_url_for(endpoint, **values) == url_for(endpoint, **values)
+            assert template_url_for("customer.home") == f"{script_root}/customer/"

@@ -49,6 +49,21 @@ def test_activity_keeps_the_session_alive(client, alice, app):
     assert client.get("/customer/").status_code == 200
 
 
+def test_the_cookie_is_sent_again_only_when_the_session_changed(client, alice, app):
+    client.post("/login", data={"email": "alice@contoso.com", "password": PASSWORD})
+    assert client.get("/customer/").status_code == 200
+    # Within a minute of the last-seen time nothing changed: no new cookie to sign and send.
+    assert "Set-Cookie" not in client.get("/customer/").headers
+    # A minute on, the request moves the last-seen time on: a new cookie carries it.
+    _age_session(client, seen_at=timedelta(seconds=61))
+    with client.session_transaction() as session:
+        before = session["seen_at"]
+    response = client.get("/customer/")
+    assert response.status_code == 200 and "Set-Cookie" in response.headers
+    with client.session_transaction() as session:
+        assert session["seen_at"] > before + 60
+
+
 def test_a_new_session_at_sign_in(client, alice):
     with client.session_transaction() as session:
         session["planted"] = "by an attacker"
