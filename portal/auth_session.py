@@ -91,8 +91,8 @@ _USER_WITH_MEMBERSHIPS = (
     .where(User.id == bindparam("user_id"))
 )
 _MEMBERSHIPS = (
-    select(Membership).join(Organization).options(contains_eager(Membership.org))
-    .where(Membership.user_id == bindparam("user_id"), Organization.status == "active")
+    select(Membership).select_from(_ACTIVE_MEMBERSHIPS).options(contains_eager(Membership.org))
+    .where(Membership.user_id == bindparam("user_id"))
 )
 
 

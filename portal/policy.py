@@ -41,7 +41,7 @@ from portal.models import (
 )
 from portal.models.entitlements import PartnerCustomer
 from portal.models.notifications import MANDATORY_KINDS
-from portal.models.orgs import PARTNER_KINDS
+from portal.models.orgs import PARTNER_KINDS, ids_on_path
 
 # --- the vocabulary: every question ``can`` answers ---------------------------------------
 
@@ -1065,12 +1065,17 @@ def load_message(actor: Actor, message_id: int, *options) -> NotificationMessage
 
 def hierarchy_paths(orgs: list[Organization]) -> dict[int, str]:
     """Hierarchy paths of many organizations with one query for all their ancestors."""
-    ancestors = {org.id: org.ancestor_ids[:-1] for org in orgs}
-    ids = {i for chain in ancestors.values() for i in chain}
+    ids = {i for org in orgs for i in org.ancestor_ids[:-1]}
     # Asked even when every one is top-level: a page costs the same whoever it shows.
     names = dict(db.session.execute(
         select(Organization.id, Organization.name).where(Organization.id.in_(ids))).all()) if orgs else {}
-    return {org.id: " > ".join([*(names.get(i, "?") for i in ancestors[org.id]), org.name]) for org in orgs}
+    return {org.id: path_label(org.path, org.name, names) for org in orgs}
+
+
+def path_label(path: str, name: str, names: dict[int, str]) -> str:
+    """'Contoso Group > Contoso Germany > Contoso Munich Plant': the names above an organization
+    (``names``: id -> name of its ancestors) and its own."""
+    return " > ".join([*(names.get(i, "?") for i in ids_on_path(path)[:-1]), name])
 
 
 def hierarchy_path(org: Organization) -> str:
@@ -1099,6 +1104,7 @@ __all__ = [
     "entitlement_row_scope",
     "entitlement_scope",
     "hierarchy_path",
+    "path_label",
     "join_requests_to_tree",
     "join_target",
     "load_activation",

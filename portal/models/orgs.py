@@ -52,6 +52,11 @@ def path_below(parent_path: str | None, org_id: int) -> str:
     return f"{parent_path if parent_path is not None else '/'}{int(org_id)}/"
 
 
+def ids_on_path(path: str) -> list[int]:
+    """The ids on a materialized path, root first: "/1/7/9/" -> [1, 7, 9]."""
+    return [int(part) for part in path.strip("/").split("/") if part]
+
+
 class Organization(db.Model):
     """A party of the channel. Customers form a hierarchy kept as a materialized path."""
 
@@ -105,7 +110,7 @@ class Organization(db.Model):
 
     @property
     def ancestor_ids(self) -> list[int]:
-        return [int(part) for part in self.path.strip("/").split("/") if part]
+        return ids_on_path(self.path)
 
     def __repr__(self) -> str:
         return f"<Organization {self.id} {self.kind} {self.name!r}>"

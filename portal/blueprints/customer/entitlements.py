@@ -35,11 +35,6 @@ COLUMNS = [
 # --- the list -------------------------------------------------------------------------------
 
 
-def _ancestor_ids(path: str) -> list[int]:
-    """The ids on an organization path ("/1/7/9/": [1, 7, 9]), as ``Organization.ancestor_ids``."""
-    return [int(part) for part in path.strip("/").split("/") if part]
-
-
 def _filters(actor) -> tuple[list[Filter], dict[str, Row]]:
     """The filters offered, with options drawn from what the actor sees: the products, the
     sellers, the partners attached, the organizations of the hierarchy and the names of the
@@ -68,7 +63,7 @@ def _filters(actor) -> tuple[list[Filter], dict[str, Row]]:
         tagged.c.part, func.coalesce(tagged.c.path, tagged.c.name), tagged.c.id)).all()
     products, sellers, partners, orgs, above = ([r for r in rows if r.part == n] for n in range(len(parts)))
     names = {r.id: r.name for r in (*above, *orgs)}
-    paths = {org.id: " > ".join([*(names.get(i, "?") for i in _ancestor_ids(org.path)[:-1]), org.name]) for org in orgs}
+    paths = {org.id: policy.path_label(org.path, org.name, names) for org in orgs}
     filters = [
         Filter("product", "Product", [(str(i), name) for i, name, _, _ in products]),
         listing.MODEL_FILTER,
