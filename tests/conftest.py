@@ -26,7 +26,9 @@ from werkzeug.serving import make_server
 
 from portal import create_app
 from portal.extensions import db
-from tests import factories
+from tests import factories, route_builders
+
+route_builders.install()
 
 # The real OIDC provider fixtures (``oidc_providers``, ``portal_port``).
 pytest_plugins = ["tests.oidc.provider"]
