@@ -87,6 +87,10 @@ test: setup chromium
 	  echo "PostgreSQL is not reachable at $$PORTAL_TEST_POSTGRES_URL: skipped the PostgreSQL run"; \
 	fi
 
+# One test process per core (pytest-xdist); each has a database of its own. A slow test
+# goes to whichever process is free ("worksteal"). `make test PYTEST_ARGS=-n0`: one process.
+PYTEST_ARGS ?= -n auto --dist worksteal
+
 test-sqlite:
 	PORTAL_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -1235,10 +1235,34 @@ class MatrixWorld:
                     conn.execute(table.insert(), rows)
 
     def load(self) -> World:
+        """The world's objects, each read by id in the cell's session when the cell first uses it."""
         org_ids, entitlement_ids, activation_ids = self.ids
-        return World({k: db.session.get(Organization, i) for k, i in org_ids.items()},
-                     {k: db.session.get(Entitlement, i) for k, i in entitlement_ids.items()},
-                     {k: db.session.get(Activation, i) for k, i in activation_ids.items()})
+        return World(ByIdOnUse(Organization, org_ids), ByIdOnUse(Entitlement, entitlement_ids),
+                     ByIdOnUse(Activation, activation_ids))
+
+
+class ByIdOnUse(MutableMapping):
+    """``key -> object`` of the world, read by id on first use: a cell uses a few of them."""
+
+    def __init__(self, model, ids: dict[str, int]):
+        self.model, self.ids, self.objects = model, ids, {}
+
+    def __getitem__(self, key: str):
+        if key not in self.objects:
+            self.objects[key] = db.session.get(self.model, self.ids[key])
+        return self.objects[key]
+
+    def __setitem__(self, key: str, value) -> None:
+        self.objects[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self.ids, *self.objects]))
+
+    def __len__(self) -> int:
+        return len(set(self.ids) | set(self.objects))
 
 
 @pytest.fixture(scope="module")

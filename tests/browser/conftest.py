@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from sqlalchemy import create_engine, select, text
 from werkzeug.security import generate_password_hash
 
@@ -32,6 +32,8 @@ from tests.conftest import _migrate, _postgres_url, make_test_app
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots" / os.environ.get(
     "PORTAL_TEST_DB", "sqlite")
 CHROMIUM = "/usr/bin/chromium"
+# The same allowance for assertions (``expect(...).to_have_text``) as for actions, below.
+expect.set_options(timeout=15_000)
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--disable-quic",
@@ -83,8 +85,10 @@ def base_url(live_server) -> str:
 @pytest.fixture
 def context(browser, base_url) -> Iterator[BrowserContext]:
     context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(5_000)
-    context.set_default_navigation_timeout(10_000)
+    # Generous: the suite runs a test per core (pytest-xdist), so Chromium and the live server
+    # share the machine with another test. A passing step never waits for these.
+    context.set_default_timeout(15_000)
+    context.set_default_navigation_timeout(20_000)
     yield context
     context.close()
 
