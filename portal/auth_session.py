@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask, current_app, g, has_app_context, request, session
 from flask_login import current_user, logout_user
 from sqlalchemy import and_, bindparam, event, select
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, aliased, contains_eager
 
 from portal.extensions import db, login_manager
 from portal.models import Membership, Organization, User
@@ -83,10 +83,18 @@ def _remember_memberships(user_id: int, memberships: list[Membership]) -> list[M
 
 # The session's user row left-joined to its memberships in active organizations and their
 # organizations: every signed-in request needs both. Built once (building the statement
-# cost more than running it); the user id is its parameter.
+# cost more than running it); the user id is its parameter. The organization's state is
+# asked per membership (EXISTS by primary key), not as a parenthesised inner join on the
+# right of the LEFT JOIN: SQLite materialises such a join whole, every membership of every
+# active organization, 160-270 ms at 20,000 customers, where this reads the user's own rows.
+_active_org = aliased(Organization)
 _USER_WITH_MEMBERSHIPS = (
     select(User, Membership)
-    .outerjoin(_ACTIVE_MEMBERSHIPS, Membership.user_id == User.id)
+    .outerjoin(Membership, and_(
+        Membership.user_id == User.id,
+        select(_active_org.id).where(_active_org.id == Membership.org_id, _active_org.status == "active").exists(),
+    ))
+    .outerjoin(Membership.org)
     .options(contains_eager(Membership.org))
     .where(User.id == bindparam("user_id"))
 )
