@@ -16,11 +16,13 @@ may not see; actions are then checked with ``can``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import date
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from flask import abort
-from sqlalchemy import Select, case, event, false, func, or_, select, true, union_all
+from sqlalchemy import Date, Integer, Select, bindparam, case, event, false, func, or_, select, true, union_all
 from sqlalchemy.orm import Session, aliased
 
 from portal.extensions import db
@@ -557,6 +559,13 @@ def visible_requests(actor: Actor) -> Select:
 # --- software downloads: which releases an actor is entitled to --------------------------------
 
 
+def _downloadable(partner_id: int, attachment=Attachment) -> Select:
+    """Ids of the entitlements a partner's own live attachments let it view and download, from
+    the index ``ix_attachment_partner_download`` alone (its predicate: these very flags)."""
+    return select(attachment.entitlement_id).where(
+        attachment.partner_id == partner_id, attachment.active, attachment.can_view, attachment.can_download)
+
+
 def download_entitlement_scope(actor: Actor):
     """WHERE clause on Entitlement: active entitlements whose software the actor may download.
 
@@ -568,18 +577,31 @@ def download_entitlement_scope(actor: Actor):
     if actor.is_customer:
         return active & Entitlement.owner_id.in_(subtree_org_ids(actor.org))
     if actor.is_partner:
-        attached = select(Attachment.entitlement_id).where(
-            Attachment.partner_id == actor.org.id, Attachment.active.is_(True), Attachment.can_view.is_(True),
-            Attachment.can_download.is_(True))
+        attached = _downloadable(actor.org.id)
         if actor.customer_id is not None:
             return active & (Entitlement.owner_id == actor.customer_id) & Entitlement.id.in_(attached)
         return active & or_(Entitlement.id.in_(attached), Entitlement.owner_id == actor.org.id)
     return false()
 
 
+# Built once (see _HELD): the partner's attachment probed for each entitlement a walk tests.
+_OWN_DOWNLOAD = aliased(Attachment, name="own_download")
+
+
+def _partner_download_row(partner_id):
+    """``download_entitlement_scope`` of a partner working for all its customers as a test of
+    each row, for a query that stops at the first entitlement it finds (``_walk``): the row is
+    active and the partner's stock, or else one probe of ``ix_attachment_partner_download``
+    finds the partner's attachment to it. ``partner_id``: its id, or a statement's parameter."""
+    own = _OWN_DOWNLOAD
+    attached = _downloadable(partner_id, own).where(own.entitlement_id == Entitlement.id).correlate(Entitlement)
+    return (Entitlement.status == "active") & or_(Entitlement.owner_id == partner_id, attached.exists())
+
+
 @dataclass(frozen=True)
 class ProductRights:
-    """What an actor's entitlements grant for one product, aggregated over every line in scope."""
+    """What an actor's entitlements grant for one product, from every line in scope (``of``:
+    only the dates ``decide`` reads)."""
 
     product_id: int
     perpetual: bool = False
@@ -589,6 +611,18 @@ class ProductRights:
     subscription_ended: Any = None  # the latest end of subscriptions over by today
     subscription_starts: Any = None  # the earliest start of subscriptions not begun yet
     usage_active: bool = False
+
+    @classmethod
+    def of(cls, product_id: int, perpetual, maintenance_end, perpetual_unlimited, subscription_active,
+               subscription_ended, subscription_starts, usage_active) -> ProductRights:
+        """The rights with only the dates ``decide`` reads: no maintenance end beside a perpetual
+        line without one (or one on ``date.max``, which covers every release as well), no ended
+        or future subscription beside a running one."""
+        perpetual_unlimited = bool(perpetual_unlimited) or maintenance_end == date.max
+        subscription_active = bool(subscription_active)
+        return cls(product_id, bool(perpetual), None if perpetual_unlimited else maintenance_end,
+                   perpetual_unlimited, subscription_active, None if subscription_active else subscription_ended,
+                   None if subscription_active else subscription_starts, bool(usage_active))
 
     def decide(self, released_on) -> tuple[bool, str]:
         """(entitled, reason) for a release of this product dated ``released_on``."""
@@ -608,9 +642,41 @@ class ProductRights:
         return False, " ".join(reasons) or "No active line of yours covers this release."
 
 
+# A partner working for all its customers that may download from more entitlements than this
+# walks each product's lines (``_walk``) instead of reading every line it may download from
+# (``_aggregated_rights``). A walk passes about (entitlements / the partner's share) lines before
+# it stops, so it suits a partner on many. At 200,000 entitlements (PostgreSQL, buffers read,
+# planning apart: ~3 ms for the walk, ~1 ms for the aggregate): on 12,602 (the bench's
+# reseller) walking reads 930 where aggregating read 15,500; on 1,436, 7,200 against 11,000;
+# on 998, 6,900 against 7,700; on 616, 10,800 against 4,800; on 139 (the bench's
+# distributor), 52,600 against 1,100.
+DOWNLOAD_WALK_FROM = 1000
+
+
 def download_rights(actor: Actor, today) -> dict[int, ProductRights]:
     """Per product the actor holds lines of (in ``download_entitlement_scope``), what they grant
-    on ``today``: one aggregate query whose size follows the products, not the entitlements."""
+    on ``today``; the statements follow the products, not the entitlements.
+
+    A partner working for all its customers first lists the entitlements it may download from,
+    at most ``DOWNLOAD_WALK_FROM`` + 1 of them (one statement, from two indexes): attached to
+    more, it walks the products' lines; to fewer, it aggregates the lines of those. Everyone else
+    aggregates (a customer's subtree, or the one customer a partner works for, is few rows away
+    through the owner's index)."""
+    scope = download_entitlement_scope(actor)
+    if actor.is_partner and actor.customer_id is None:
+        stock = select(_HELD.id).where(_HELD.owner_id == actor.org.id)
+        listed = union_all(_downloadable(actor.org.id), stock).limit(DOWNLOAD_WALK_FROM + 1)
+        ids = db.session.execute(listed).scalars().all()  # (session.scalars(): 5 times the CPU per row)
+        if not ids:
+            return {}
+        if len(ids) > DOWNLOAD_WALK_FROM:
+            return _walked_rights(actor.org.id, today)
+        scope = scope & Entitlement.id.in_(ids)  # the scope still decides; the ids say where to look
+    return _aggregated_rights(scope, today)
+
+
+def _aggregated_rights(scope, today) -> dict[int, ProductRights]:
+    """``download_rights`` as one aggregate over every line of the entitlements in ``scope``."""
     line = EntitlementLine
     started = or_(line.start_date.is_(None), line.start_date <= today)
     not_over = or_(line.end_date.is_(None), line.end_date >= today)
@@ -633,13 +699,73 @@ def download_rights(actor: Actor, today) -> dict[int, ProductRights]:
             flag(usage & started & not_over),
         )
         .join(Entitlement, Entitlement.id == line.entitlement_id)
-        .where(download_entitlement_scope(actor))
+        .where(scope)
         .group_by(line.product_id)
     ).all()
-    return {
-        row[0]: ProductRights(row[0], bool(row[1]), row[2], bool(row[3]), bool(row[4]), row[5], row[6], bool(row[7]))
-        for row in rows
-    }
+    return {row[0]: ProductRights.of(*row) for row in rows}
+
+
+def _walked_rights(partner_id: int, today) -> dict[int, ProductRights]:
+    """``download_rights`` of a partner working for all its customers by walks (``_walk``)."""
+    rows = db.session.execute(_walk(), {"partner": partner_id, "today": today}).all()
+    rights = {}
+    for product_id, subscription, usage, maintenance_end, ended, begins, any_usage in rows:
+        perpetual = maintenance_end is not None
+        if perpetual or subscription or ended is not None or begins is not None or any_usage:
+            rights[product_id] = ProductRights.of(product_id, perpetual, maintenance_end, False, subscription,
+                                                      ended, begins, usage)
+    return rights
+
+
+@cache
+def _walk() -> Select:
+    """The statement of ``_walked_rights`` (parameters: partner, today), built once: per catalog
+    product a few questions, each a walk of the product's lines of one license model from the
+    latest date of an index (``ix_entitlement_line_product_term``: end dates, none first;
+    ``..._maintenance``: maintenance ends, none first) that stops at the first line of an
+    entitlement in ``_partner_download_row``: at about one line in (entitlements / the partner's
+    share), each line it passes one probe of the entitlement and of the partner's attachments.
+
+    The latest maintenance end (a perpetual line without one reads as ``date.max``); a running
+    subscription, a running pay-per-use line? Then only where the answer leaves it open: the day
+    the last subscription ended and the first not begun starts, any pay-per-use line at all (a
+    walk that finds nothing reads every line of its range; none runs for nothing). The running
+    answers are a subquery the database computes once (``OFFSET 0``) for the others to read. A
+    subscription line has both dates (``ck_entitlement_line_subscription_dates``), so one not
+    begun ends after today."""
+    line = EntitlementLine
+    scope = _partner_download_row(bindparam("partner", type_=Integer))
+    today = bindparam("today", type_=Date)
+
+    def lines(product_id, model, *criteria, column=line.entitlement_id) -> Select:  # in both indexes
+        return (select(column).select_from(line).join(Entitlement, Entitlement.id == line.entitlement_id)
+                .where(line.product_id == product_id, line.license_model == model, *criteria, scope))
+
+    def first(query: Select, order):
+        return query.order_by(order).limit(1).scalar_subquery()
+
+    def running(product_id, model):
+        return first(lines(product_id, model, or_(line.end_date.is_(None), line.end_date >= today),
+                           or_(line.start_date.is_(None), line.start_date <= today)),
+                     line.end_date.desc().nulls_first()).is_not(None)
+
+    answers = select(
+        Product.id.label("product_id"),
+        running(Product.id, "subscription").label("subscription"),
+        running(Product.id, "usage").label("usage"),
+    ).offset(0).subquery("answers")
+    product = answers.c.product_id
+    maintenance = first(lines(product, "perpetual", column=func.coalesce(line.maintenance_end, date.max)),
+                        line.maintenance_end.desc().nulls_first())
+    ended = first(lines(product, "subscription", line.end_date < today, column=line.end_date), line.end_date.desc())
+    begins = lines(product, "subscription", line.start_date > today, line.end_date > today,
+                   column=func.min(line.start_date)).scalar_subquery()
+    return select(
+        product, answers.c.subscription, answers.c.usage, maintenance,
+        case((answers.c.subscription, None), else_=ended),
+        case((answers.c.subscription, None), else_=begins),
+        case((answers.c.usage, True), else_=lines(product, "usage").exists()),
+    )
 
 
 def entitling_entitlement(actor: Actor, product_id: int, released_on, today) -> Entitlement | None:

@@ -45,7 +45,8 @@ class ProductDownloads:
 
 def downloads_for(actor: policy.Actor) -> list[ProductDownloads]:
     """The products the actor holds, each with its releases (newest first) and their files,
-    entitled or not with the reason. Three queries whatever the number of entitlements."""
+    entitled or not with the reason. Three statements and ``download_rights``' (one or two)
+    whatever the number of entitlements."""
     today = utcnow().date()
     rights = policy.download_rights(actor, today)
     if not rights:

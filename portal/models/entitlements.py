@@ -105,11 +105,21 @@ class EntitlementLine(db.Model):
         # takes this index over the product's even without statistics (through the product's it
         # read every line of a product for each entitlement).
         Index("ix_entitlement_line_entitlement_id", "entitlement_id", "product_id"),
+        # A product's lines of one license model in the order of a date, each with its
+        # entitlement: what a partner may download (policy.download_rights) walks them from the
+        # latest date and stops at the first line of an entitlement it may download, reading the
+        # index alone. By end date (subscription and pay-per-use lines: which is current, when
+        # the last ended) and by maintenance end (perpetual lines). The first also answers every
+        # question by product alone (it replaces the product_id index of 0001).
+        Index("ix_entitlement_line_product_term", "product_id", "license_model", "end_date", "start_date",
+              "entitlement_id"),
+        Index("ix_entitlement_line_product_maintenance", "product_id", "license_model", "maintenance_end",
+              "entitlement_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     entitlement_id: Mapped[int] = mapped_column(ForeignKey("entitlement.id", ondelete="CASCADE"))
-    product_id: Mapped[int] = mapped_column(ForeignKey("product.id"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id"))
     license_model: Mapped[str] = mapped_column(String(20))
     # Seats for perpetual and subscription lines; units per period for usage lines.
     quantity: Mapped[int] = mapped_column(Integer)
@@ -148,6 +158,15 @@ class Attachment(db.Model):
         # figures), each from an index range instead of every attachment of the partner.
         Index("ix_attachment_partner_granted", "partner_id", "granted_at", "id"),
         Index("ix_attachment_partner_relation", "partner_id", "active", "relation"),
+        # The entitlements a partner may download from (policy.download_rights): exactly those
+        # entries, from the index alone, and "may it download this one?" as one probe.
+        Index(
+            "ix_attachment_partner_download",
+            "partner_id",
+            "entitlement_id",
+            sqlite_where=text("active = 1 AND can_view = 1 AND can_download = 1"),
+            postgresql_where=text("active AND can_view AND can_download"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

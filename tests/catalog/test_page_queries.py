@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 from datetime import date, timedelta
 
+import pytest
+
+from portal import policy
 from portal.extensions import db
 from portal.services import catalog
 
@@ -33,7 +36,10 @@ def _grow(make, staff, customer, reseller, n: int) -> None:
             make.entitlement(decoy, [reseller], product=product, model=model)
 
 
-def test_catalog_and_download_pages_do_not_grow_with_rows(make, login_as, count_queries):
+@pytest.mark.parametrize("walk", [False, True], ids=["aggregate", "walk"])
+def test_catalog_and_download_pages_do_not_grow_with_rows(make, login_as, count_queries, monkeypatch, walk):
+    if walk:  # the partner decides its downloads by walking the products' lines (policy.download_rights)
+        monkeypatch.setattr(policy, "DOWNLOAD_WALK_FROM", 0)
     producer = make.producer()
     staff = make.actor(producer, "staff")
     customer = make.customer("Contoso")
