@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from flask import abort
-from sqlalchemy import Select, case, event, false, func, or_, select, true, union_all
+from sqlalchemy import Select, bindparam, case, event, false, func, or_, select, true, union_all
 from sqlalchemy.orm import Session, aliased
 
 from portal.extensions import db
@@ -1072,9 +1072,11 @@ def hierarchy_paths(orgs: list[Organization]) -> dict[int, str]:
     """Hierarchy paths of many organizations with one query for all their ancestors."""
     ids = {i for org in orgs for i in org.ancestor_ids[:-1]}
     # Asked even when every one is top-level: a page costs the same whoever it shows.
-    names = dict(db.session.execute(
-        select(Organization.id, Organization.name).where(Organization.id.in_(ids))).all()) if orgs else {}
+    names = dict(db.session.execute(_NAMES_OF, {"ids": list(ids)}).all()) if orgs else {}
     return {org.id: path_label(org.path, org.name, names) for org in orgs}
+
+
+_NAMES_OF = select(Organization.id, Organization.name).where(Organization.id.in_(bindparam("ids", expanding=True)))
 
 
 def path_label(path: str, name: str, names: dict[int, str]) -> str:
