@@ -8,6 +8,8 @@ and get ``rel="noopener noreferrer"``. The template filter ``markdown`` does the
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup
@@ -27,7 +29,14 @@ def render_markdown(text: str | None) -> Markup:
     """Sanitized HTML of ``text`` (Markdown), safe to put into any page."""
     if not text:
         return Markup("")
-    html = _parser.render(text[:MAX_SOURCE])
+    return _render(text[:MAX_SOURCE])
+
+
+@lru_cache(maxsize=64)
+def _render(text: str) -> Markup:
+    """Remembered: a notice or release notes are shown again and again, unchanged (parsing and
+    cleaning cost a few milliseconds a page; the last 64 texts stay, a few MB at most)."""
+    html = _parser.render(text)
     clean = nh3.clean(
         html,
         tags=set(ALLOWED_TAGS),

@@ -6,6 +6,8 @@
 - ``Table``: what the ``data_table`` macro renders: columns, one page of rows, the state.
 - ``toast``: a result message for the page, sent with the ``HX-Trigger`` response header and
   shown by ``static/portal.js``.
+- ``status_badge``: a status as a badge, for ``components/feedback.html`` (a function, not a
+  macro: tables call it once a row or twice).
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import abort, request, url_for
+from flask.globals import _cv_request
 from flask_sqlalchemy.pagination import Pagination
+from markupsafe import Markup, escape
 
 from portal.forms import has_control_characters
 
@@ -72,6 +77,7 @@ class ListState:
     default_sort: str = ""
     default_descending: bool = False
     url_values: Mapping[str, Any] = field(default_factory=dict)
+    _base: tuple[Any, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def sort_arg(self) -> str:
@@ -106,7 +112,21 @@ class ListState:
             if "page" not in changes:
                 changes["page"] = 1
             state = replace(self, **changes)
-        return url_for(endpoint or self.endpoint, **self.url_values, **state.args())
+        if endpoint is not None and endpoint != self.endpoint:
+            return url_for(endpoint, **self.url_values, **state.args())
+        return _with_query(self._base_url(), state.args())
+
+    def _base_url(self) -> str:
+        """``url_for(endpoint, **url_values)``, built once per request: a table links to its
+        list a dozen times (pages, sort orders), each link this URL with another query string."""
+        ctx = _cv_request.get(None)  # the request the URL is for (its script root)
+        known = self._base
+        if known is not None and known[0] is ctx:
+            return known[1]
+        base = url_for(self.endpoint, **self.url_values)
+        if ctx is not None:
+            object.__setattr__(self, "_base", (ctx, base))  # frozen: a cache, not part of the state
+        return base
 
     def sorted_by(self, key: str) -> str:
         """The URL that sorts by ``key``: ascending first, the other way round when it already is."""
@@ -116,6 +136,24 @@ class ListState:
     def filter_url(self, **filters: str) -> str:
         """The list narrowed by ``filters`` only (no search, default sort): for links from elsewhere."""
         return url_for(self.endpoint, **self.url_values, **filters)
+
+
+# What Werkzeug leaves unquoted in a query string it builds (werkzeug.urls._urlencode).
+_QUERY_SAFE = "!$'()*,/:;?@"
+
+
+def _with_query(base: str, args: Mapping[str, Any]) -> str:
+    """``base`` with ``args`` as its query string, exactly as ``url_for`` appends values that are
+    not part of the route (in order, ``None`` left out, a list as repeated keys)."""
+    items = []
+    for key, value in args.items():
+        if isinstance(value, (list, tuple)):
+            items.extend((key, v) for v in value if v is not None)
+        elif value is not None:
+            items.append((key, value))
+    if not items:
+        return base
+    return base + ("&" if "?" in base else "?") + urlencode(items, safe=_QUERY_SAFE)
 
 
 def parse_list_args(
@@ -198,3 +236,32 @@ def toast(response, message: str, kind: str = "success"):
     # json.dumps escapes non-ASCII: the header stays ASCII, htmx decodes it back.
     response.headers["HX-Trigger"] = json.dumps({TOAST_EVENT: {"message": message, "kind": kind}})
     return response
+
+
+# A status as a badge: the word is always there, colour only repeats it.
+BADGE_CLASSES = {
+    "active": "text-bg-success", "approved": "text-bg-success",
+    "suspended": "text-bg-warning", "pending": "text-bg-warning", "ending soon": "text-bg-warning",
+    "returned": "text-bg-secondary", "withdrawn": "text-bg-secondary", "expired": "text-bg-secondary",
+    "revoked": "text-bg-secondary", "rejected": "text-bg-danger", "over allowance": "text-bg-danger",
+}
+_OTHER_BADGE = "text-bg-light border"
+_PLAIN_BADGES: dict[Any, Markup] = {}  # status -> its badge with the status itself as the word
+
+
+def status_badge(status: Any, label: Any = None) -> Markup:
+    """``<span class="badge status-badge ...">`` with ``label``, else the status ("ending_soon" ->
+    "Ending soon"); the class says the colour of known statuses. Jinja's global of the same name
+    (``components/feedback.html`` exports it): the HTML the macro it replaces rendered."""
+    if label:
+        return _badge(status, escape(label))
+    badge = _PLAIN_BADGES.get(status)
+    if badge is None:
+        badge = _badge(status, escape(str(status).replace("_", " ").capitalize()))
+        if len(_PLAIN_BADGES) < 1000:  # statuses are a handful; never grows without bound
+            _PLAIN_BADGES[status] = badge
+    return badge
+
+
+def _badge(status: Any, word: Markup) -> Markup:
+    return Markup(f'<span class="badge status-badge {BADGE_CLASSES.get(status, _OTHER_BADGE)}">{word}</span>')  # noqa: S704

@@ -22,12 +22,13 @@ from flask import Flask, abort, current_app, g, make_response, render_template, 
 from flask.globals import _cv_request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import generate_csrf
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import IntegerConverter, UnicodeConverter
 
 from portal import policy
 from portal.auth_session import current_actor, memberships_of
 from portal.forms import INTEGER_MAX, has_control_characters
 from portal.markdown import render_markdown
+from portal.ui import status_badge
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -156,21 +157,40 @@ class CacheSafeSessionInterface(SecureCookieSessionInterface):
 
 
 def constant_url_for(app: Flask) -> Callable[..., str]:
-    """``url_for`` for templates, remembering the URLs that depend on nothing but the endpoint.
+    """``url_for`` for templates, remembering what a URL does not owe to its arguments.
 
     Every page builds the same links to the area's pages and the same static asset URLs; in
     a request, without arguments (or a static file name) such a URL is the endpoint's rule
-    under the request's script root, so it is built once per endpoint and script root. Any
-    other call (arguments, a scheme, external, relative to the blueprint) builds as before.
+    under the request's script root, so it is built once per endpoint and script root.
+
+    A table links each row to its page (``url_for("customer.entitlement", code=e.code)``): with
+    one path value and nothing else, the URL is the same prefix and suffix around that value
+    converted for the URL (``Converter.to_url``, as the rule would), so the rule is built once
+    and each row only converts its value. Any other call (more arguments, a query string, a
+    scheme, external, relative to the blueprint) builds as before.
     """
     build = app.url_for
     built: dict[tuple[str, str, str | None], str] = {}
+    around: dict[tuple[str, str, str], tuple[str, Callable[[Any], str], str] | None] = {}
 
     def url_for(endpoint: str, **values: Any) -> str:
         ctx = _cv_request.get(None)  # the request context, without going through the proxy
-        if (values and (endpoint != "static" or len(values) != 1 or "filename" not in values)) \
-                or endpoint[:1] == "." or app.url_default_functions or ctx is None:
+        if endpoint[:1] == "." or app.url_default_functions or ctx is None:
             return build(endpoint, **values)  # url_defaults functions could depend on the request
+        if values and (endpoint != "static" or len(values) != 1 or "filename" not in values):
+            if len(values) != 1:
+                return build(endpoint, **values)
+            ((name, value),) = values.items()
+            key = (ctx.request.script_root, endpoint, name)
+            recipe = around.get(key, _UNKNOWN)
+            if recipe is _UNKNOWN:
+                if len(around) > 2000:
+                    around.clear()
+                recipe = around[key] = _one_value_recipe(app, build, endpoint, name)
+            if recipe is None or value is None:
+                return build(endpoint, **values)
+            prefix, to_url, suffix = recipe
+            return prefix + to_url(value) + suffix
         key = (ctx.request.script_root, endpoint, values.get("filename"))
         url = built.get(key)
         if url is None:
@@ -182,9 +202,38 @@ def constant_url_for(app: Flask) -> Callable[..., str]:
     return url_for
 
 
+_UNKNOWN = object()
+
+
+def _one_value_recipe(app: Flask, build: Callable[..., str], endpoint: str, name: str):
+    """(prefix, converter, suffix) of ``endpoint``'s URLs with only the path value ``name``, when
+    its one rule is a plain path with that one argument (else None: build each URL)."""
+    rules = list(app.url_map.iter_rules(endpoint)) if endpoint in app.view_functions else []
+    if len(rules) != 1 or app.url_map.host_matching:
+        return None
+    rule = rules[0]
+    converter = rule._converters.get(name)  # noqa: SLF001 (Werkzeug keeps the rule's converters there)
+    if rule.arguments != {name} or rule.defaults or rule.subdomain or rule.websocket or converter is None \
+            or rule.rule.startswith("/<"):  # (a leading value would lose its slashes to the join)
+        return None
+    if isinstance(converter, IntegerConverter):
+        marker: Any = 1_234_567_891
+    elif type(converter) is UnicodeConverter:
+        marker = "zq0marker0qz"
+    else:
+        return None
+    url = build(endpoint, **{name: marker})  # a value the converter leaves as it is, found once in the URL
+    converted = converter.to_url(marker)
+    if url.count(converted) != 1:
+        return None
+    prefix, suffix = url.split(converted)
+    return prefix, converter.to_url, suffix
+
+
 def init_app(app: Flask) -> None:
     app.session_interface = CacheSafeSessionInterface()
     app.jinja_env.globals["url_for"] = constant_url_for(app)
+    app.jinja_env.globals["status_badge"] = status_badge  # components/feedback.html exports it
     app.add_template_filter(render_markdown, "markdown")  # sanitized Markdown (portal/markdown.py)
 
     @app.context_processor

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,73 @@ def test_templates_url_for_remembers_only_urls_that_depend_on_nothing(app):
                 for _ in range(2):  # built, then remembered
                     assert template_url_for(endpoint, **values) == url_for(endpoint, **values)
             assert template_url_for("customer.home") == f"{script_root}/customer/"
+
+
+# The macro ``status_badge`` was before it became portal.ui.status_badge: the same HTML, always.
+_BADGE_MACRO = """{% set BADGE_CLASSES = classes %}
+{%- macro status_badge(status, label=None) -%}
+<span class="badge status-badge {{ BADGE_CLASSES.get(status, 'text-bg-light border') }}">
+{{- label or status|replace('_', ' ')|capitalize }}</span>
+{%- endmacro -%}
+{{ status_badge(status, label) }}"""
+
+
+@pytest.mark.parametrize("status", ["active", "ending soon", "over allowance", "queued", "partner_access",
+                                    "SENT", "<b>&", "security_patch"])
+@pytest.mark.parametrize("label", [None, "", "Ends 2026-01-31", "Over by 3", "<i>x</i> & y"])
+def test_status_badge_renders_what_the_macro_rendered(app, status, label):
+    from markupsafe import Markup
+
+    from portal.ui import BADGE_CLASSES, status_badge
+
+    macro = app.jinja_env.from_string(_BADGE_MACRO)
+    exported = app.jinja_env.from_string('{% from "components/feedback.html" import status_badge %}'
+                                         "{{ status_badge(status, label) }}")
+    for shown in (label, Markup(label) if label else label):  # noqa: S704 (a label already HTML)
+        expected = macro.render(classes=BADGE_CLASSES, status=status, label=shown)
+        assert str(status_badge(status, shown)) == expected
+        assert exported.render(status=status, label=shown) == expected
+        assert status_badge(status, shown) == status_badge(status, shown)  # remembered: the same again
+
+
+@pytest.mark.parametrize("script_root", ["", "/portal"])
+def test_list_urls_are_the_urls_url_for_builds(app, script_root):
+    """ListState builds its list's URL once a request and appends each link's query string: the
+    very URLs url_for builds (quoting, order, path values, another script root)."""
+    from flask import url_for
+
+    state = ListState(endpoint="producer.notification", q="a b/ü&=+%?", filters={"status": "sent"}, sort="to",
+                      descending=True, page=3, default_sort="to", url_values={"notification_id": 7})
+    extra = ListState(endpoint="customer.home", q="x", url_values={"view": "all"})  # not a path value
+    for _ in range(2):  # a second request: not the first one's URL
+        with app.test_request_context("/", base_url=f"http://localhost{script_root}/"):
+            for _ in range(2):
+                for made, changes in [(state.url(), {}), (state.url(page=4), {"page": 4}),
+                                      (state.url(q=""), {"q": "", "page": 1}),
+                                      (state.sorted_by("to"), {"descending": False, "page": 1})]:
+                    args = replace(state, **changes).args()
+                    assert made == url_for("producer.notification", notification_id=7, **args)
+                assert state.url("customer.home", page=2) == url_for("customer.home", notification_id=7,
+                                                                    **replace(state, page=2).args())
+                assert extra.url(page=2) == url_for("customer.home", view="all", q="x", page=2)
+            assert state.url(page=2).startswith(f"{script_root}/producer/notifications/7?")
+
+
+def test_templates_url_for_builds_one_value_urls_around_the_value_as_url_for_does(app):
+    """A link to a row's page (one path value) is the rule's prefix and suffix around the value
+    converted as the rule converts it: the very URL url_for builds, whatever the value."""
+    from flask import url_for
+
+    template_url_for = app.jinja_env.globals["url_for"]
+    cases = [("customer.entitlement", "code", ["ENT-7F3K", "a b/ü%?#&+", "zq0marker0qz", 7, "-"]),
+             ("producer.notification", "notification_id", [1, 2_147_483_647, "12"]),
+             ("customer.inbox_message", "message_id", [5, 6]),
+             ("customer.entitlements", "page", [2, "x y"]),  # not a path value: a query string
+             ("customer.entitlements", "_anchor", ["x"])]
+    for script_root in ("", "/portal"):
+        with app.test_request_context("/", base_url=f"http://localhost{script_root}/"):
+            for endpoint, name, values in cases:
+                for value in values:
+                    for _ in range(2):
+                        assert template_url_for(endpoint, **{name: value}) == url_for(endpoint, **{name: value})
+            assert template_url_for("customer.entitlement", code="E 1") == f"{script_root}/customer/entitlements/E%201"

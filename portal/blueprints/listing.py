@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Response, abort, current_app
 from flask_sqlalchemy.pagination import SelectPagination
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import aliased, contains_eager, joinedload
 
 from portal import policy
@@ -94,6 +94,13 @@ def common_where(state: ListState) -> list:
 # --- one page of the list -------------------------------------------------------------------
 
 
+# Built once (an aliased class and a loader option cost more to make than the rest of the page's
+# statement): the owner joined to the page's rows, and the owner an ids query sorts by.
+_PAGE_OWNER = aliased(Organization, name="page_owner")
+_SORT_OWNER = aliased(Organization, name="sort_owner")
+_OWNER_LOADED = contains_eager(Entitlement.owner.of_type(_PAGE_OWNER))
+
+
 class EntitlementPagination(SelectPagination):
     """One page of a list of entitlements, found as the page's ids first (``ids``: the ids in the
     list's order) and then the rows of those ids with their owners, in one statement.
@@ -106,12 +113,12 @@ class EntitlementPagination(SelectPagination):
     def _query_items(self) -> list[Entitlement]:
         args = self._query_args
         page_ids = args["ids"].limit(self.per_page).offset(self._query_offset).subquery()
-        owner = aliased(Organization)
+        owner = _PAGE_OWNER
         rows = (
             select(Entitlement)
             .join(page_ids, page_ids.c.id == Entitlement.id)
             .join(owner, owner.id == Entitlement.owner_id)
-            .options(contains_eager(Entitlement.owner.of_type(owner)))
+            .options(_OWNER_LOADED)
             .order_by(*args["order"](owner))
         )
         return list(db.session.scalars(rows))
@@ -134,7 +141,7 @@ def list_page(actor, state: ListState, where: list, *, owner_sort: str) -> Entit
 
     ids = select(Entitlement.id).where(policy.entitlement_row_scope(actor), *where)
     if state.sort == owner_sort:
-        sort_owner = aliased(Organization)
+        sort_owner = _SORT_OWNER
         ids = ids.join(sort_owner, sort_owner.id == Entitlement.owner_id).order_by(*order(sort_owner))
     else:
         ids = ids.order_by(*order(None))
@@ -161,15 +168,8 @@ def row_details(entitlements: list[Entitlement], *, seller: bool = True) -> dict
     ids = [e.id for e in entitlements]
     details = {i: RowDetails() for i in ids}
     # Asked for an empty page too: a list costs the same whether or not it has rows.
-    lines = db.session.scalars(
-        select(EntitlementLine).where(EntitlementLine.entitlement_id.in_(ids))
-        .options(joinedload(EntitlementLine.product)).order_by(EntitlementLine.entitlement_id, EntitlementLine.id)
-    ).all()
-    used = dict(db.session.execute(
-        select(Activation.line_id, func.sum(Activation.seats))
-        .where(Activation.line_id.in_([line.id for line in lines]), Activation.active.is_(True))
-        .group_by(Activation.line_id)
-    ).all())
+    lines = db.session.scalars(_PAGE_LINES, {"ids": ids}).all()
+    used = dict(db.session.execute(_SEATS_USED, {"line_ids": [line.id for line in lines]}).all())
     on = q.today()
     for line in lines:
         row = details[line.entitlement_id]
@@ -182,14 +182,27 @@ def row_details(entitlements: list[Entitlement], *, seller: bool = True) -> dict
             row.ending_soon = row.ending_soon or 0 <= (line.end_date - on).days <= 90
     if seller:
         # The seller is the last tier of the chain.
-        for entitlement_id, name in db.session.execute(
-            select(SalesChainLink.entitlement_id, Organization.name)
-            .join(Organization, Organization.id == SalesChainLink.partner_id)
-            .where(SalesChainLink.entitlement_id.in_(ids))
-            .order_by(SalesChainLink.entitlement_id, SalesChainLink.position)
-        ).all():
+        for entitlement_id, name in db.session.execute(_PAGE_SELLERS, {"ids": ids}).all():
             details[entitlement_id].seller = name
     return details
+
+
+# The statements of ``row_details``, built once (the page's ids are their parameters).
+_PAGE_LINES = (
+    select(EntitlementLine).where(EntitlementLine.entitlement_id.in_(bindparam("ids", expanding=True)))
+    .options(joinedload(EntitlementLine.product)).order_by(EntitlementLine.entitlement_id, EntitlementLine.id)
+)
+_SEATS_USED = (
+    select(Activation.line_id, func.sum(Activation.seats))
+    .where(Activation.line_id.in_(bindparam("line_ids", expanding=True)), Activation.active.is_(True))
+    .group_by(Activation.line_id)
+)
+_PAGE_SELLERS = (
+    select(SalesChainLink.entitlement_id, Organization.name)
+    .join(Organization, Organization.id == SalesChainLink.partner_id)
+    .where(SalesChainLink.entitlement_id.in_(bindparam("ids", expanding=True)))
+    .order_by(SalesChainLink.entitlement_id, SalesChainLink.position)
+)
 
 
 def csv_response(actor, where: list, filename: str = "entitlements.csv") -> Response:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app, g
-from sqlalchemy import and_, exists, func, insert, select
+from sqlalchemy import and_, bindparam, exists, func, insert, select
 
 from portal.database import begin_write
 from portal.extensions import db
@@ -635,10 +635,12 @@ def set_partner_copy(actor: Actor, org: Organization, kind: str, enabled: bool) 
 # --- status per recipient ---------------------------------------------------------------------
 
 
+_RECIPIENT_COUNTS = (select(OutboxEmail.status, func.count())
+                     .where(OutboxEmail.notification_id == bindparam("notification_id")).group_by(OutboxEmail.status))
+
+
 def recipient_counts(notification: Notification) -> dict[str, int]:
     """Mail of this notification by status (queued, sent, failed), partner copies included."""
     counts = {"queued": 0, "sent": 0, "failed": 0}
-    counts.update(dict(db.session.execute(
-        select(OutboxEmail.status, func.count()).where(OutboxEmail.notification_id == notification.id)
-        .group_by(OutboxEmail.status)).all()))
+    counts.update(dict(db.session.execute(_RECIPIENT_COUNTS, {"notification_id": notification.id}).all()))
     return counts

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from flask import abort, current_app, redirect, request, session, url_for
-from sqlalchemy import func, select, true
+from sqlalchemy import bindparam, func, select
 
 from portal import policy
 from portal.auth_session import current_actor
@@ -21,6 +21,7 @@ from portal.extensions import db
 from portal.forms import PortalForm
 from portal.models import Organization
 from portal.models.entitlements import PartnerCustomer
+from portal.paging import LIKE_ESCAPE, contains_param
 from portal.ui import Column, Table, parse_list_args, push_url
 from portal.web import query_text, render
 
@@ -30,24 +31,31 @@ CHOOSER_SIZE = 8
 NEXT_PAGE = re.compile(r"/partner/[a-z]*")
 
 
-def _matching(query: str):
-    """The read model's clause for a search: the customer's name or any name above it."""
-    return PartnerCustomer.search_name.contains(query.lower(), autoescape=True) if query else true()
+# The read model's clause for a search: the customer's name or any name above it (parameter "q",
+# the search in lower case as ``contains_param`` gives it).
+_MATCHING = PartnerCustomer.search_name.contains(bindparam("q"), escape=LIKE_ESCAPE)
+# Built once: how many customers a partner serves (matching a search), and their entitlements.
+_SERVED_COUNT = (select(func.count()).select_from(PartnerCustomer)
+                 .where(PartnerCustomer.partner_id == bindparam("partner_id")))
+_SERVED_MATCHING_COUNT = _SERVED_COUNT.where(_MATCHING)
+_ENTITLEMENT_COUNTS = (
+    select(PartnerCustomer.customer_id, PartnerCustomer.entitlements)
+    .where(PartnerCustomer.partner_id == bindparam("partner_id"),
+           PartnerCustomer.customer_id.in_(bindparam("ids", expanding=True)))
+)
 
 
 def customers_page(actor, query: str, page: int, per_page: int):
     """One page of the customers served, filtered, with their total, paths and entitlement counts
     (four queries, whatever the page or the number of customers)."""
-    where = _matching(query)
-    pagination = db.paginate(policy.customers_served_by(actor).where(where), page=page, per_page=per_page,
-                             error_out=False, count=False)
+    params = {"partner_id": actor.org.id, "q": contains_param(query.lower())}
+    served = policy.customers_served_by(actor)
+    if query:
+        served = served.where(_MATCHING).params(q=params["q"])
+    pagination = db.paginate(served, page=page, per_page=per_page, error_out=False, count=False)
     # The same rows as the scope, counted from the index without visiting each organization.
-    pagination.total = db.session.scalar(
-        select(func.count()).select_from(PartnerCustomer).where(PartnerCustomer.partner_id == actor.org.id, where))
-    ids = [c.id for c in pagination.items]
-    counts = dict(db.session.execute(
-        select(PartnerCustomer.customer_id, PartnerCustomer.entitlements)
-        .where(PartnerCustomer.partner_id == actor.org.id, PartnerCustomer.customer_id.in_(ids))).all())
+    pagination.total = db.session.scalar(_SERVED_MATCHING_COUNT if query else _SERVED_COUNT, params)
+    counts = dict(db.session.execute(_ENTITLEMENT_COUNTS, {**params, "ids": [c.id for c in pagination.items]}).all())
     return pagination, policy.hierarchy_paths(pagination.items), counts
 
 

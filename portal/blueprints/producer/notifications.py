@@ -8,9 +8,11 @@ the page follows the job's progress (htmx polling) and then shows each recipient
 
 from __future__ import annotations
 
+from functools import cache
+
 from flask import abort, current_app, redirect, request, url_for
-from sqlalchemy import func, select
-from sqlalchemy.orm import defer, joinedload
+from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy.orm import joinedload
 from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
@@ -23,6 +25,7 @@ from portal.forms import PortalForm
 from portal.markdown import render_markdown
 from portal.models import Notification, NotificationMessage, Organization, OutboxEmail, Product, Release
 from portal.models.notifications import MANDATORY_KINDS, NOTIFICATION_KINDS
+from portal.paging import contains, contains_param, count_of, paged, statement_page
 from portal.policy import Action
 from portal.services import notifications as notices
 from portal.services.errors import ServiceError
@@ -87,8 +90,14 @@ def _compose_form(formdata=None) -> ComposeForm:
     return form
 
 
-def _load(notification_id: int, *options) -> Notification:
-    notification = db.session.get(Notification, notification_id, options=options) if notification_id < 2**31 else None
+_NOTIFICATION = select(Notification).where(Notification.id == bindparam("notification_id"))
+# The page names the product and the release: read with the notification, not one by one.
+_NOTIFICATION_PAGE = _NOTIFICATION.options(joinedload(Notification.product), joinedload(Notification.release))
+
+
+def _load(notification_id: int, statement: Select = _NOTIFICATION) -> Notification:
+    notification = db.session.scalar(statement, {"notification_id": notification_id}) \
+        if notification_id < 2**31 else None
     if notification is None:
         abort(404)
     return notification
@@ -149,8 +158,9 @@ def new_notification():
 def notification(notification_id: int):
     """A draft's preview and "Send"; afterwards the job's progress and each recipient's mail."""
     _require_sender()
-    # The page names the product and the release: read with the notification, not one by one.
-    notification = _load(notification_id, joinedload(Notification.product), joinedload(Notification.release))
+    # htmx asks for the recipients' table alone, which names neither the product nor the release
+    # (an htmx request for a draft gets the whole page, which then reads them one by one).
+    notification = _load(notification_id, _NOTIFICATION if is_htmx() else _NOTIFICATION_PAGE)
     if notification.state != "draft" and is_htmx():
         # The recipients' table in place (search, filter, page): nothing else of the page is read or rendered.
         return render("producer/_notification_recipients.html",
@@ -183,37 +193,55 @@ def _progress(notification: Notification) -> dict:
     return {"counts": notices.recipient_counts(notification), "acknowledged": acknowledged}
 
 
+# The recipients' table: the columns it shows (never the bodies or headers, kilobytes a mail) and
+# the organization each message is for; built once per shape (search, status filter, order).
+RECIPIENT_COLUMNS = (OutboxEmail.id, OutboxEmail.to_addr, OutboxEmail.category, OutboxEmail.status,
+                     OutboxEmail.attempts, OutboxEmail.last_error, OutboxEmail.sent_at, OutboxEmail.next_attempt_at)
+
+
+@cache
+def _recipient_statements(searched: bool, by_status: bool, descending: bool) -> tuple[Select, Select]:
+    """(one page of rows, their count) of a notification's mail: parameters ``notification_id``,
+    ``q`` (``contains_param``) when ``searched``, ``status`` when ``by_status`` (and the page's)."""
+    query = select(*RECIPIENT_COLUMNS).where(OutboxEmail.notification_id == bindparam("notification_id"))
+    if searched:
+        query = query.where(contains(OutboxEmail.to_addr, "q"))
+    if by_status:
+        query = query.where(OutboxEmail.status == bindparam("status"))
+    count = count_of(query)
+    # The page first, then the names of its 25 (joined before the LIMIT, PostgreSQL would join every
+    # mail of the notification to its organization and only then keep 25).
+    to_addr = OutboxEmail.to_addr.desc() if descending else OutboxEmail.to_addr
+    page = paged(query.add_columns(OutboxEmail.notification_message_id).order_by(to_addr, OutboxEmail.id)).subquery()
+    rows = (select(page, Organization.name.label("org_name"))
+            .outerjoin(NotificationMessage, NotificationMessage.id == page.c.notification_message_id)
+            .outerjoin(Organization, Organization.id == NotificationMessage.org_id)
+            .order_by(page.c.to_addr.desc() if descending else page.c.to_addr, page.c.id))
+    return rows, count
+
+
 def _recipients(notification: Notification, counts: dict[str, int]) -> dict:
     """The recipients' table; ``counts`` (mail by status) already gives its total unless searched."""
     filters = [Filter("status", "Mail status", MAIL_STATES, all_label="Every status")]
     state = parse_list_args(request.args, endpoint="producer.notification", sorts={"to"}, default_sort="to",
                             filters=filters, url_values={"notification_id": notification.id})
-    # The table shows neither the bodies nor the headers: not read (kilobytes a mail).
-    query = (select(OutboxEmail).where(OutboxEmail.notification_id == notification.id)
-             .options(defer(OutboxEmail.body_text), defer(OutboxEmail.body_html), defer(OutboxEmail.headers),
-                      defer(OutboxEmail.subject)))
+    status = state.filters.get("status")
+    rows, count = _recipient_statements(bool(state.q), status is not None, state.descending)
+    params = {"notification_id": notification.id}
     if state.q:
-        query = query.where(OutboxEmail.to_addr.icontains(state.q, autoescape=True))
-    if "status" in state.filters:
-        query = query.where(OutboxEmail.status == state.filters["status"])
-    query = query.order_by(OutboxEmail.to_addr.desc() if state.descending else OutboxEmail.to_addr, OutboxEmail.id)
-    pagination = db.paginate(query, page=state.page, per_page=current_app.config["PAGE_SIZE"], error_out=False,
-                             count=bool(state.q))
-    if not state.q:  # the status counts above are the table's total: no second count
-        pagination.total = counts.get(state.filters["status"], 0) if "status" in state.filters else sum(counts.values())
-    message_ids = {email.notification_message_id for email in pagination.items} - {None}
-    names = dict(db.session.execute(
-        select(NotificationMessage.id, Organization.name)
-        .join(Organization, Organization.id == NotificationMessage.org_id)
-        .where(NotificationMessage.id.in_(message_ids))).all()) if message_ids else {}
-    org_names = {email.id: names.get(email.notification_message_id) for email in pagination.items}
+        params["q"] = contains_param(state.q)
+    if status is not None:
+        params["status"] = status
+    # Unsearched, the status counts above are the table's total: no second count.
+    total = None if state.q else (counts.get(status, 0) if status is not None else sum(counts.values()))
+    pagination = statement_page(rows, params, page=state.page, total=total, count=count)
     table = Table(id="recipients", pagination=pagination, state=state, noun="mail", nouns="mails",
                   caption="Mail of this notification, per recipient",
                   columns=[Column("to", "Recipient", sortable=True), Column("org", "For"),
                            Column("category", "Mail"), Column("status", "Status"),
                            Column("attempts", "Attempts", numeric=True), Column("when", "Last change")],
                   empty_text="No mail yet: the worker queues it as it goes.")
-    return {"recipients": table, "recipient_filters": filters, "org_names": org_names}
+    return {"recipients": table, "recipient_filters": filters}
 
 
 @bp.get("/notifications/<int:notification_id>/progress")
