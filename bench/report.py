@@ -86,17 +86,30 @@ def same_at_every_size(counts: dict[str, list]) -> bool:
     return len({q for qs in counts.values() for q in qs}) <= 1
 
 
+def answered_pages(run: DatasetResult) -> set[str]:
+    """The pages some actor of the run opened (every request answered 200)."""
+    return {page.page for page in run.pages if set(map(int, page.statuses)) == {200}}
+
+
+def refused_as_designed(page: PageResult, answered: set[str]) -> bool:
+    """Not this actor's page (a member on an admin page): refused every time with a 4xx, while
+    another actor opens it. It is not timed against the budgets."""
+    bad = [int(s) for s in page.statuses if int(s) != 200]
+    return bool(bad) and len(bad) == len(page.statuses) and page.page in answered and all(
+        400 <= s < 500 for s in bad)
+
+
 def misses(runs: list[DatasetResult], races: list) -> list[str]:
     found = []
     for kind in dict.fromkeys(r.kind for r in runs):
         tag = "" if kind == BUDGET_DATABASE else f" [{kind}: for information]"
         largest = max((r for r in runs if r.kind == kind), key=lambda r: r.entitlements)
-        answered = {page.page for page in largest.pages if set(map(int, page.statuses)) == {200}}
+        answered = answered_pages(largest)
         for page in largest.pages:
             where = f"{page.page} as {page.actor} at {largest.size} on {kind}"
             bad = {s: n for s, n in page.statuses.items() if int(s) != 200}
-            if bad and page.page in answered and all(400 <= int(s) < 500 for s in bad):
-                continue  # not this actor's page (a member on an admin page): refused as designed
+            if refused_as_designed(page, answered):
+                continue
             if bad:
                 found.append(f"{where}: answered {bad}{tag}")
                 continue
@@ -157,10 +170,16 @@ def _table(run: DatasetResult, runs: list[DatasetResult], cpus: int) -> list[str
     if floor is not None:
         lines.append(f"| **floor** (bare Flask + SQLAlchemy, 50 rows) | – | {_ms(floor.p50)} | {_ms(floor.p95)} | "
                      f"{floor.rps:.0f} | – | 1.00 | 1 | – | 200 |")
+    answered = answered_pages(run)
     for page in run.pages:
         same = same_at_every_size(counts.get(_key(page), {}))
         marks = []
         export = is_export(page)
+        if refused_as_designed(page, answered):
+            status = ", ".join(map(str, page.statuses))
+            lines.append(f"| `{page.page}` | {page.actor} | – | – | – | – | – | "
+                         f"{'/'.join(map(str, page.queries)) or '–'} | – | {status}: not this actor's page |")
+            continue
         if page.p95 > P95_BUDGET_MS and not export:
             marks.append("p95")
         if page.queries and max(page.queries) > QUERY_BUDGET:
