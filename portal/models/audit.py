@@ -43,8 +43,17 @@ class AuditEvent(db.Model):
 
     def describe(self) -> str:
         """'X of Partner P on behalf of Customer C'."""
-        who = self.user.display_name if self.user else "system"
-        text = f"{who} of {self.org.name}" if self.org else who
-        if self.on_behalf_of is not None and self.on_behalf_of_org_id != self.org_id:
-            text += f" on behalf of {self.on_behalf_of.name}"
-        return text
+        return describe_actor(self.user.display_name if self.user else None, self.org.name if self.org else None,
+                              self.on_behalf_of.name if self.on_behalf_of else None, self.org_id,
+                              self.on_behalf_of_org_id)
+
+
+def describe_actor(user_name: str | None, org_name: str | None, behalf_name: str | None, org_id: int | None,
+                   on_behalf_of_org_id: int | None) -> str:
+    """Who did an event, from the names of its user, organization and on-behalf-of organization (None: no
+    such row): 'X of Partner P on behalf of Customer C', 'system'..."""
+    who = user_name if user_name is not None else "system"
+    text = f"{who} of {org_name}" if org_name is not None else who
+    if behalf_name is not None and on_behalf_of_org_id != org_id:
+        text += f" on behalf of {behalf_name}"
+    return text

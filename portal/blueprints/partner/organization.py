@@ -20,15 +20,16 @@ from wtforms.validators import DataRequired, Length
 
 from portal import policy
 from portal.auth_session import current_actor
+from portal.blueprints.customer.audit import _query as audit_query
 from portal.blueprints.customer.audit import (
-    CSV_CHUNK,
-    _cell,
     action_label,
     audit_state,
+    csv_cells,
+    csv_events,
+    event_page,
     require_audit_access,
     summary,
 )
-from portal.blueprints.customer.audit import _query as audit_query
 from portal.blueprints.customer.organization import OrganizationForm
 from portal.blueprints.customer.replies import done, refuse, show_error
 from portal.blueprints.customer.users import ROLE_CHOICES, ROLES, RemoveForm, RoleForm
@@ -213,8 +214,7 @@ def audit():
     actor = current_actor()
     require_audit_access(actor)
     state, filters = audit_state(request.args, "partner.audit")
-    pagination = db.paginate(_our_audit(actor, state), page=state.page,
-                             per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    pagination = event_page(_our_audit(actor, state), state.page)
     table = Table(
         id="audit", pagination=pagination, state=state, noun="event", nouns="events",
         caption="What your organization's users did",
@@ -237,11 +237,8 @@ def audit_csv():
     writer = csv.writer(out)
     writer.writerow(["time", "who", "user_email", "organization", "on_behalf_of", "action", "subject", "details",
                      "request_id"])
-    for event in db.session.scalars(_our_audit(actor, state).execution_options(yield_per=CSV_CHUNK)):
-        writer.writerow([_cell(v) for v in (
-            event.at.isoformat(), event.describe(), event.user.email if event.user else "",
-            event.org.name if event.org else "", event.on_behalf_of.name if event.on_behalf_of else "",
-            event.action, f"{event.subject_type} {event.subject_id}", summary(event), event.request_id)])
+    for event in csv_events(_our_audit(actor, state)):
+        writer.writerow(csv_cells(event))
     response = Response(out.getvalue(), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="audit.csv"'
     return response
