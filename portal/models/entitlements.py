@@ -49,6 +49,11 @@ class Entitlement(db.Model):
         # An owner's entitlements, by purchase date: what a customer owns, and how old a
         # partner's stock is (the producer's "stock older than 90 days" from the index alone).
         Index("ix_entitlement_owner_id", "owner_id", "purchase_date", "id"),
+        # The few entitlements that are not active (suspended, returned): "active entitlements
+        # with a line ending soon" (the producer's overview) is the lines' index range without
+        # these, not a probe of every entitlement of the range.
+        Index("ix_entitlement_not_active", "id", sqlite_where=text("status <> 'active'"),
+              postgresql_where=text("status <> 'active'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -115,6 +120,9 @@ class EntitlementLine(db.Model):
               "entitlement_id"),
         Index("ix_entitlement_line_product_maintenance", "product_id", "license_model", "maintenance_end",
               "entitlement_id"),
+        # Lines by end date, with their license model and entitlement: the subscriptions that end
+        # in the next 90 days (the producer's overview) from the index alone.
+        Index("ix_entitlement_line_ending", "end_date", "license_model", "entitlement_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -124,7 +132,7 @@ class EntitlementLine(db.Model):
     # Seats for perpetual and subscription lines; units per period for usage lines.
     quantity: Mapped[int] = mapped_column(Integer)
     start_date: Mapped[date | None] = mapped_column(Date)
-    end_date: Mapped[date | None] = mapped_column(Date, index=True)
+    end_date: Mapped[date | None] = mapped_column(Date)
     maintenance_end: Mapped[date | None] = mapped_column(Date)
     usage_period: Mapped[str | None] = mapped_column(String(10))  # "month" or "year" for usage lines
     activation_code: Mapped[str] = mapped_column(String(32), unique=True)
