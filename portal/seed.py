@@ -77,6 +77,7 @@ from portal.models import (
     UsageRecord,
     User,
 )
+from portal.models.channel import CHANNEL_TABLES, rebuild_channel_sales
 from portal.models.entitlements import PartnerCustomer, RowCount, rebuild_partner_customers, rebuild_row_counts
 from portal.models.notifications import Notification, NotificationMessage, OutboxEmail
 from portal.models.orgs import path_below
@@ -108,7 +109,7 @@ TABLES: list[tuple[str, Table]] = [
 ]
 
 # Derived from the tables above at the end of a run (they are kept by ORM hooks otherwise).
-READ_MODELS = [PartnerCustomer.__tablename__, RowCount.__tablename__]
+READ_MODELS = [PartnerCustomer.__tablename__, RowCount.__tablename__, *CHANNEL_TABLES]
 
 # (sku, name, license model, description)
 PRODUCTS = [
@@ -182,6 +183,7 @@ def seed(
         # The rows went in without the ORM, so the read models are derived again from them.
         rebuild_partner_customers(db.session.connection())
         rebuild_row_counts(db.session.connection())
+        rebuild_channel_sales(db.session.connection())
         _after_bulk_load()
         record(system_actor(generator.producer), "seed.run", generator.producer,
                subject_org=generator.producer, details={

@@ -4,6 +4,7 @@ from portal.models.activations import Activation, UsageRecord
 from portal.models.audit import AuditEvent
 from portal.models.base import utcnow
 from portal.models.catalog import Product, Release, ReleaseFile
+from portal.models.channel import ChannelCustomer, ChannelEnding, ChannelMonth, TierMonth
 from portal.models.entitlements import Attachment, Entitlement, EntitlementLine, SalesChainLink
 from portal.models.notifications import (
     Notification,
@@ -19,6 +20,9 @@ __all__ = [
     "Activation",
     "Attachment",
     "AuditEvent",
+    "ChannelCustomer",
+    "ChannelEnding",
+    "ChannelMonth",
     "ChannelRelationship",
     "Entitlement",
     "EntitlementLine",
@@ -36,6 +40,7 @@ __all__ = [
     "Release",
     "ReleaseFile",
     "SalesChainLink",
+    "TierMonth",
     "UsageRecord",
     "User",
     "utcnow",

@@ -49,6 +49,11 @@ class Entitlement(db.Model):
         # An owner's entitlements, by purchase date: what a customer owns, and how old a
         # partner's stock is (the producer's "stock older than 90 days" from the index alone).
         Index("ix_entitlement_owner_id", "owner_id", "purchase_date", "id"),
+        # The few entitlements that are not active (suspended, returned): "active entitlements
+        # with a line ending soon" (the producer's overview) is the lines' index range without
+        # these, not a probe of every entitlement of the range.
+        Index("ix_entitlement_not_active", "id", sqlite_where=text("status <> 'active'"),
+              postgresql_where=text("status <> 'active'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

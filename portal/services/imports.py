@@ -42,6 +42,7 @@ from portal.models import (
     SalesChainLink,
     utcnow,
 )
+from portal.models.channel import add_channel_sales
 from portal.models.entitlements import LICENSE_MODELS, add_to_row_counts, apply_served_delta, served_pairs
 from portal.models.orgs import PARTNER_KINDS
 from portal.policy import Actor, can
@@ -447,6 +448,7 @@ def commit_orders(actor: Actor, plan: ImportPlan) -> list[int]:
     served, names = served_pairs(connection, ids)
     apply_served_delta(connection, dict(served), names)
     add_to_row_counts(connection, {"entitlement": len(ids)})
+    add_channel_sales(connection, ids)
     record(actor, "import.commit", ImportedFile(plan.sha256), subject_org=actor.org,
            details={"sha256": plan.sha256, "rows": plan.rows, "entitlements": len(ids),
                     "lines": len(lines)})

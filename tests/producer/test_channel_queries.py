@@ -42,6 +42,7 @@ def _pages(channel) -> list[tuple[str, dict]]:
             "/producer/customers?q=customer", f"/producer/customers?under={o['contoso'].id}",
             f"/producer/customers/{o['contoso'].id}", f"/producer/customers/{o['germany'].id}",
             "/producer/import", "/producer/reports", "/producer/reports?group=tier&period=quarter",
+            "/producer/reports?kind=distributor&page=2",
             "/producer/reports.csv"]
     return [(u, {}) for u in urls] + [(u, HX) for u in urls[:12]]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
 
 from portal.blueprints.customer import queries as q
 from portal.blueprints.producer import bp
@@ -32,12 +33,16 @@ def events_since(action: str, since) -> int:
 
 
 def ending_count(days: int, on) -> int:
-    """Active entitlements with a subscription line ending in the next ``days`` days (from the
-    lines' end-date index)."""
+    """Active entitlements with a subscription line ending in the next ``days`` days: the lines'
+    index range (``ix_entitlement_line_model_end``) without the few entitlements that are not active
+    (``ix_entitlement_not_active``), never the entitlements themselves."""
+    inactive = select(_INACTIVE.id).where(_INACTIVE.id == EntitlementLine.entitlement_id, _INACTIVE.status != "active")
     return db.session.scalar(
         select(func.count(func.distinct(EntitlementLine.entitlement_id)))
-        .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
-        .where(q.subscription_ends_within(days, on), Entitlement.status == "active"))
+        .where(q.subscription_ends_within(days, on), ~inactive.exists()))
+
+
+_INACTIVE = aliased(Entitlement, name="inactive")
 
 
 def old_stock(on) -> tuple[int, int]:

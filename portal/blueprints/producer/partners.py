@@ -40,11 +40,10 @@ from portal.models import (
     Attachment,
     ChannelRelationship,
     Entitlement,
-    EntitlementLine,
     Organization,
     PortalRequest,
-    SalesChainLink,
 )
+from portal.models.channel import ChannelMonth
 from portal.models.entitlements import PartnerCustomer
 from portal.models.orgs import PARTNER_KINDS
 from portal.services.channel import remove_channel_relationship, set_partner_status, set_stocking
@@ -236,6 +235,7 @@ ATTACHMENT_FILTERS = [
 
 @dataclass
 class PartnerFigures:
+    active: dict[str, int]  # live attachments by relation
     sold: int
     distributed: int
     services: int
@@ -252,14 +252,10 @@ def partner_figures(partner: Organization) -> PartnerFigures:
         select(Attachment.relation, func.count()).where(Attachment.partner_id == partner.id,
                                                         Attachment.active.is_(True))
         .group_by(Attachment.relation)).all())
-    # Per chain link, the seats of its entitlement's lines (a correlated sum, probed through the
-    # lines' entitlement index): the database would otherwise hash-join every line there is.
-    seats_of_link = (select(func.sum(EntitlementLine.quantity))
-                     .where(EntitlementLine.entitlement_id == SalesChainLink.entitlement_id,
-                            EntitlementLine.license_model != "usage")
-                     .correlate(SalesChainLink).scalar_subquery())
+    # Seats of the lines of every entitlement whose chain names the partner, per chain link: the
+    # monthly sums of the channel's read model (a few dozen rows, not one probe per sale).
     seats = db.session.scalar(
-        select(func.coalesce(func.sum(seats_of_link), 0)).where(SalesChainLink.partner_id == partner.id))
+        select(func.coalesce(func.sum(ChannelMonth.seats), 0)).where(ChannelMonth.partner_id == partner.id))
     in_stock = db.session.scalar(
         select(func.count()).select_from(Entitlement).where(Entitlement.owner_id == partner.id))
     customers = db.session.scalar(select(func.count()).select_from(PartnerCustomer)
@@ -272,14 +268,16 @@ def partner_figures(partner: Organization) -> PartnerFigures:
         .where(or_(ChannelRelationship.supplier_id == partner.id, ChannelRelationship.buyer_id == partner.id))
         .order_by(supplier.name, buyer.name)).all()
     return PartnerFigures(
-        sold=by_relation.get("sold", 0), distributed=by_relation.get("distributed", 0),
+        active=by_relation, sold=by_relation.get("sold", 0), distributed=by_relation.get("distributed", 0),
         services=by_relation.get("services", 0), seats_sold=seats or 0, in_stock=in_stock or 0,
         customers=customers or 0,
         suppliers=[s for sid, s, b in edges if b.id == partner.id],
         buyers=[b for sid, s, b in edges if sid == partner.id])
 
 
-def attachments_table(partner: Organization, args) -> Table:
+def attachments_table(partner: Organization, args, active: dict[str, int] | None = None) -> Table:
+    """The partner's attachments; ``active``: its live ones counted by relation (its figures), the
+    total of the default list (live ones, of a relation or all) without counting them again."""
     state = parse_list_args(args, endpoint="producer.partner", sorts=ATTACHMENT_SORTS, default_sort="-granted",
                             filters=ATTACHMENT_FILTERS, url_values={"partner_id": partner.id})
     query = (select(Attachment).join(Entitlement, Entitlement.id == Attachment.entitlement_id)
@@ -297,7 +295,11 @@ def attachments_table(partner: Organization, args) -> Table:
         query = query.where(Entitlement.code.icontains(state.q, autoescape=True))
     order = ATTACHMENT_SORTS[state.sort]
     query = query.order_by(order.desc() if state.descending else order, Attachment.id.desc())
-    pagination = db.paginate(query, page=state.page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    known = active is not None and not state.q and chosen.get("state") not in ("revoked", "any")
+    pagination = db.paginate(query, page=state.page, per_page=current_app.config["PAGE_SIZE"], error_out=False,
+                             count=not known)
+    if known:
+        pagination.total = active.get(chosen["relation"], 0) if "relation" in chosen else sum(active.values())
     return Table(id="attachments", columns=ATTACHMENT_COLUMNS, pagination=pagination, state=state,
                  noun="attachment", nouns="attachments", caption=f"Entitlements {partner.name} is attached to",
                  empty_text="This partner is attached to no entitlement.")
@@ -316,7 +318,7 @@ def _partner_page(partner: Organization, *, edit: PartnerEditForm | None = None,
     served, served_at, served_size = served_page(partner)
     edit = edit or PartnerEditForm(formdata=None, obj=partner)
     return render("producer/partner.html", fragment="producer/_partner_attachments.html", status=status,
-                  partner=partner, figures=figures, table=attachments_table(partner, request.args),
+                  partner=partner, figures=figures, table=attachments_table(partner, request.args, figures.active),
                   filters=ATTACHMENT_FILTERS, served=served, served_at=served_at, served_size=served_size,
                   edit=edit, status_form=StatusForm(formdata=None, status=partner.status),
                   kind_labels=KIND_LABELS)
