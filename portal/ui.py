@@ -64,6 +64,18 @@ class Filter:
         return {value for value, _ in self.options}
 
 
+def filter_options(item: Filter, chosen: str | None) -> Markup:
+    """The ``<option>`` elements of a filter's select, ``chosen`` selected: the markup the
+    ``table_controls`` macro's loop wrote (its line breaks and indentation included), at a
+    fraction of the cost where a filter offers hundreds of partners."""
+    return Markup("".join(  # noqa: S704 (every value and text escaped here)
+        f'\n        <option value="{escape(value)}"{_SELECTED if value == chosen else ""}>{escape(text)}</option>'
+        "\n        " for value, text in item.options))
+
+
+_SELECTED = " selected"
+
+
 @dataclass(frozen=True)
 class ListState:
     """Search, filters, sort and page of one list, as they appear in its URL."""

@@ -28,7 +28,7 @@ from portal import policy
 from portal.auth_session import current_actor, memberships_of
 from portal.forms import INTEGER_MAX, has_control_characters
 from portal.markdown import render_markdown
-from portal.ui import status_badge
+from portal.ui import filter_options, status_badge
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -234,6 +234,7 @@ def init_app(app: Flask) -> None:
     app.session_interface = CacheSafeSessionInterface()
     app.jinja_env.globals["url_for"] = constant_url_for(app)
     app.jinja_env.globals["status_badge"] = status_badge  # components/feedback.html exports it
+    app.jinja_env.globals["filter_options"] = filter_options  # components/table.html's filters
     app.add_template_filter(render_markdown, "markdown")  # sanitized Markdown (portal/markdown.py)
 
     @app.context_processor
