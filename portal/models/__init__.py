@@ -14,6 +14,7 @@ from portal.models.notifications import (
 )
 from portal.models.orgs import ChannelRelationship, Identity, Invitation, Membership, Organization, User
 from portal.models.requests import PortalRequest
+from portal.models.sales import PartnerSale, PartnerSaleEnd
 
 __all__ = [
     "Activation",
@@ -31,6 +32,8 @@ __all__ = [
     "NotificationRead",
     "Organization",
     "OutboxEmail",
+    "PartnerSale",
+    "PartnerSaleEnd",
     "PortalRequest",
     "Product",
     "Release",
