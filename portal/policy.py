@@ -35,6 +35,7 @@ from portal.models import (
     Membership,
     NotificationMessage,
     Organization,
+    PartnerSale,
     PortalRequest,
     Product,
     Release,
@@ -342,6 +343,20 @@ def customers_served_by(actor: Actor) -> Select:
         .where(PartnerCustomer.partner_id == actor.org.id)
         .order_by(PartnerCustomer.customer_name, PartnerCustomer.customer_id)  # the name, from the index
     )
+
+
+def partner_sales_scope(actor: Actor, model=PartnerSale):
+    """The WHERE clause that limits the ``partner_sales`` read model (or ``partner_sales_end``,
+    as ``model``) to the sales in a partner's figures: its own rows, which hold exactly the
+    entitlements it sees (``entitlement_scope``: a live attachment with view rights) whose sales
+    chain names it and that are not its stock; working for one customer, that customer's only.
+    Nothing for anyone else."""
+    if not actor.is_partner:
+        return false()
+    clause = model.partner_id == actor.org.id
+    if actor.customer_id is not None:
+        clause = clause & (model.owner_id == actor.customer_id)
+    return clause
 
 
 def visible_organizations(actor: Actor) -> Select:

@@ -34,8 +34,9 @@ events. That is acceptable only because the data is synthetic and generated cons
 construction (``tests/test_seed.py`` checks the invariants the services would enforce); the
 run as a whole is audited by one ``seed.run`` event (the notification by the services' own events
 and one ``seed.notification_mail_sent`` for the mail marked sent). The read models that the ORM keeps for the
-services (``partner_customer``, ``row_count``: see ``portal.models.entitlements``) are derived
-again from the tables at the end of the run, since these rows never passed through the ORM.
+services (``partner_customer``, ``row_count``: see ``portal.models.entitlements``; ``partner_sales``
+and ``partner_sales_end``: ``portal.models.sales``) are derived again from the tables at the end
+of the run, since these rows never passed through the ORM.
 ``progress(stage, done, total)``, when given, hears how far the run is (``make bench`` shows it).
 
 The bulk load happens in ONE transaction, committed at the end: a seed run is all or nothing,
@@ -81,6 +82,7 @@ from portal.models.channel import CHANNEL_TABLES, rebuild_channel_sales
 from portal.models.entitlements import PartnerCustomer, RowCount, rebuild_partner_customers, rebuild_row_counts
 from portal.models.notifications import Notification, NotificationMessage, OutboxEmail
 from portal.models.orgs import path_below
+from portal.models.sales import PartnerSale, PartnerSaleEnd, rebuild_sales
 from portal.policy import Actor, system_actor
 from portal.services import notifications as notices
 from portal.services.audit import record
@@ -109,7 +111,8 @@ TABLES: list[tuple[str, Table]] = [
 ]
 
 # Derived from the tables above at the end of a run (they are kept by ORM hooks otherwise).
-READ_MODELS = [PartnerCustomer.__tablename__, RowCount.__tablename__, *CHANNEL_TABLES]
+READ_MODELS = [PartnerCustomer.__tablename__, RowCount.__tablename__, *CHANNEL_TABLES, PartnerSale.__tablename__,
+               PartnerSaleEnd.__tablename__]
 
 # (sku, name, license model, description)
 PRODUCTS = [
@@ -184,6 +187,7 @@ def seed(
         rebuild_partner_customers(db.session.connection())
         rebuild_row_counts(db.session.connection())
         rebuild_channel_sales(db.session.connection())
+        rebuild_sales(db.session.connection())
         _after_bulk_load()
         record(system_actor(generator.producer), "seed.run", generator.producer,
                subject_org=generator.producer, details={

@@ -10,6 +10,7 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
+from portal.blueprints.partner.reports import build_report
 from portal.exchange import export_entitlements_csv
 from portal.extensions import db
 from portal.models import (
@@ -30,9 +31,11 @@ from portal.models import (
     UsageRecord,
     User,
 )
-from portal.policy import system_actor
+from portal.models.sales import PartnerSale
+from portal.policy import Actor, system_actor
 from portal.seed import NICHE_PRODUCT, PRODUCTS, seed
 from tests.conftest import make_test_app
+from tests.partner.report_oracle import live_report
 
 TODAY = date(2026, 11, 1)
 SMALL = {"customers": 20, "partners": 10, "entitlements": 300}
@@ -175,6 +178,25 @@ def test_every_chain_follows_channel_edges_and_attachments_match(seeded):
     assert _count(Entitlement, Entitlement.owner_id.in_(stocking)) > 0
     assert any(not a.active for rows in services.values() for a in rows)
     assert any(a.active for rows in services.values() for a in rows)
+
+
+def test_every_partner_report_from_the_read_model_equals_the_live_one(seeded):
+    """The read models the seed derives at the end (``partner_sales``) give each partner the
+    report the tables give, for itself and working for its biggest customer."""
+    partners = db.session.scalars(select(Organization).where(Organization.kind.in_(
+        ("distributor", "reseller", "service_provider"))).order_by(Organization.id)).all()
+    figures = 0
+    for partner in partners:
+        actor = Actor(user=None, org=partner, role="admin")
+        customer = db.session.scalar(select(PartnerSale.owner_id).where(
+            PartnerSale.partner_id == partner.id, PartnerSale.owner_customer.is_(True))
+            .group_by(PartnerSale.owner_id).order_by(func.count().desc(), PartnerSale.owner_id).limit(1))
+        for who in (actor, actor.for_customer(customer)) if customer else (actor,):
+            for kind in ("month", "quarter"):
+                report = build_report(who, kind)
+                assert report == live_report(who, kind), (partner.name, who.customer_id, kind)
+                figures += report["total"].entitlements
+    assert figures > 0
 
 
 def test_customers_buy_from_several_sellers(seeded):

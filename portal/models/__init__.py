@@ -15,6 +15,7 @@ from portal.models.notifications import (
 )
 from portal.models.orgs import ChannelRelationship, Identity, Invitation, Membership, Organization, User
 from portal.models.requests import PortalRequest
+from portal.models.sales import PartnerSale, PartnerSaleEnd
 
 __all__ = [
     "Activation",
@@ -35,6 +36,8 @@ __all__ = [
     "NotificationRead",
     "Organization",
     "OutboxEmail",
+    "PartnerSale",
+    "PartnerSaleEnd",
     "PortalRequest",
     "Product",
     "Release",

@@ -45,6 +45,7 @@ from portal.models import (
 from portal.models.channel import add_channel_sales
 from portal.models.entitlements import LICENSE_MODELS, add_to_row_counts, apply_served_delta, served_pairs
 from portal.models.orgs import PARTNER_KINDS
+from portal.models.sales import refresh_sales
 from portal.policy import Actor, can
 from portal.services.audit import record
 from portal.services.codes import activation_code, entitlement_code
@@ -395,8 +396,8 @@ def validate_orders(data: bytes) -> ImportPlan:
 def commit_orders(actor: Actor, plan: ImportPlan) -> list[int]:
     """Write a valid plan in the caller's transaction with bulk inserts; returns the new ids.
 
-    The derived read models (customers each partner serves, row counts) are brought up to date
-    in the same transaction, from the new entitlements only.
+    The derived read models (customers each partner serves, row counts, what each partner sold)
+    are brought up to date in the same transaction, from the new entitlements only.
     """
     if not can(actor, "import_orders"):
         raise NotAllowed("Only producer staff import orders.")
@@ -449,6 +450,7 @@ def commit_orders(actor: Actor, plan: ImportPlan) -> list[int]:
     apply_served_delta(connection, dict(served), names)
     add_to_row_counts(connection, {"entitlement": len(ids)})
     add_channel_sales(connection, ids)
+    refresh_sales(connection, ids)
     record(actor, "import.commit", ImportedFile(plan.sha256), subject_org=actor.org,
            details={"sha256": plan.sha256, "rows": plan.rows, "entitlements": len(ids),
                     "lines": len(lines)})

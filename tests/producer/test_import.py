@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from portal.extensions import db
 from portal.models import Attachment, AuditEvent, Entitlement, EntitlementLine, SalesChainLink
 from portal.models.entitlements import PartnerCustomer, RowCount
+from portal.models.sales import PartnerSale, PartnerSaleEnd, rebuild_sales
 from portal.services.imports import commit_orders, validate_orders
 from tests.producer.channel_world import fresh
 
@@ -92,6 +93,19 @@ def test_commit_writes_orders_chains_attachments_and_read_models(channel, make):
         PartnerCustomer.partner_id == bluesky.id, PartnerCustomer.customer_id == channel.orgs["contoso"].id))
     assert served == 1
     assert db.session.get(RowCount, "entitlement").value == count(Entitlement)
+    # What each partner sold: PO-1 for Northwind and BlueSky (its subscription line's end too),
+    # PO-2 for RedRock, PO-3 (BlueSky's stock) for Northwind only; as derived from the tables.
+    sales = {(s.partner_id, s.entitlement_id) for s in db.session.scalars(
+        select(PartnerSale).where(PartnerSale.entitlement_id.in_(ids)))}
+    assert sales == {(channel.orgs[p].id, ids[i]) for p, i in (("northwind", 0), ("bluesky", 0), ("redrock", 1),
+                                                                ("northwind", 2))}
+    assert db.session.scalar(select(func.count()).select_from(PartnerSaleEnd).where(
+        PartnerSaleEnd.entitlement_id == ids[0])) == 2
+    kept = [db.session.execute(select(t).order_by(*t.primary_key)).all()
+            for t in (PartnerSale.__table__, PartnerSaleEnd.__table__)]
+    rebuild_sales(db.session.connection())
+    assert [db.session.execute(select(t).order_by(*t.primary_key)).all()
+            for t in (PartnerSale.__table__, PartnerSaleEnd.__table__)] == kept
     assert count(AuditEvent) and db.session.scalar(select(func.count()).select_from(AuditEvent).where(
         AuditEvent.action == "entitlement.create", AuditEvent.subject_id.in_([str(i) for i in ids]))) == 4
     # The same file again: every order is on record already.

@@ -15,10 +15,10 @@ from tests.factories import write_transaction
 
 # The line locked with its entitlement and owner in one statement, the seats used and an
 # existing activation of the host in one more, then the INSERTs of the activation and its
-# audit event, and one UPDATE of the seats activated in the channel's read model (the monthly
-# sums of the partners of the line's sales chain: ``portal.models.channel``). The certificate is
-# not written: it is signed when downloaded.
-ACTIVATE_STATEMENTS = 5
+# audit event, and one UPDATE each of the seats activated in the two read models: the channel's
+# monthly sums of the partners of the line's sales chain (``portal.models.channel``) and the
+# sellers' figures (``partner_sales``). The certificate is not written: it is signed when downloaded.
+ACTIVATE_STATEMENTS = 6
 
 
 @pytest.fixture
@@ -55,7 +55,8 @@ def test_one_activation_runs_a_fixed_number_of_statements(make, count_queries, w
         assert created
         assert counter.count == ACTIVATE_STATEMENTS + extra, "\n".join(counter.statements)
         updates = [s for s in counter.statements if s.lstrip().upper().startswith("UPDATE")]
-        assert len(updates) == 1 and updates[0].lstrip().startswith("UPDATE channel_month"), updates
+        assert len(updates) == 2, updates
+        assert {u.lstrip().split()[1] for u in updates} == {"channel_month", "partner_sales"}, updates
     assert db.session.scalar(select(AuditEvent.subject_id).where(AuditEvent.action == "activation.create")
                              .order_by(AuditEvent.id.desc()).limit(1)) == str(activation.id)
 

@@ -5,8 +5,10 @@ supplied), for the entitlements attached to it. A chart (SVG drawn on the server
 table beside it) and a CSV.
 
 Every figure is an aggregate in SQL over the entitlements we see (``policy.entitlement_scope``,
-so working for one customer narrows them too) whose sales chain names us: four queries,
-whatever the number of entitlements.
+so working for one customer narrows them too) whose sales chain names us, read from the
+``partner_sales`` read model (``portal.models.sales``: one row per partner and entitlement it
+sold, kept in the same transaction as every change), one index range of our rows per figure:
+five queries, whatever the number of entitlements.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from flask import Response, abort
-from sqlalchemy import and_, case, distinct, extract, func, select
+from sqlalchemy import and_, case, distinct, func, select
 from sqlalchemy.orm import aliased
 
 from portal import policy
@@ -26,13 +28,12 @@ from portal.blueprints.customer import queries as q
 from portal.blueprints.partner import bp
 from portal.exchange import FORMULA_START
 from portal.extensions import db
-from portal.models import Activation, Entitlement, EntitlementLine, Organization, SalesChainLink
+from portal.models import Organization, PartnerSale, PartnerSaleEnd
 from portal.models.entitlements import PartnerCustomer
 from portal.web import query_text, render
 
 PERIODS = {"month": ("Month", 12), "quarter": ("Quarter", 8)}
 EXPIRY_DAYS = 90
-SEAT_MODELS = ("perpetual", "subscription")
 
 
 @dataclass
@@ -87,71 +88,41 @@ def _key(kind: str, year: int, month: int) -> tuple[int, int]:
     return (int(year), int(month)) if kind == "month" else (int(year), (int(month) - 1) // 3 + 1)
 
 
-def _sold_through_us(actor):
-    """Entitlements we see whose chain names us; our own stock is not sold yet (a distributor's
-    figures count a reseller's stock: it was sold to that reseller)."""
-    return and_(policy.entitlement_scope(actor), q.sold_through(actor.org.id), Entitlement.owner_id != actor.org.id)
-
-
-def _used():
-    """Seats activated on each line of the report (its active activations): asked per line, from
-    the line's activation index. (A subquery of every line's activations, joined, walked the
-    entitlements we see a second time, a third of the report's time.)"""
-    return (
-        select(func.sum(Activation.seats))
-        .where(Activation.line_id == EntitlementLine.id, Activation.active.is_(True))
-        .correlate(EntitlementLine)
-        .scalar_subquery()
-    )
-
-
 def build_report(actor, kind: str) -> dict:
     """The report's figures: totals per period, the split by the tier below us, the headline figures."""
     today = q.today()
     keys = _period_keys(kind, today)
     start = _start(kind, keys[0])
-    year, month = extract("year", Entitlement.purchase_date), extract("month", Entitlement.purchase_date)
-    seats = func.sum(case((EntitlementLine.license_model.in_(SEAT_MODELS), EntitlementLine.quantity), else_=0))
-    activated = func.sum(func.coalesce(_used(), 0))
-    in_window = and_(_sold_through_us(actor), Entitlement.purchase_date >= start)
-
-    owner = aliased(Organization)
+    sale = PartnerSale
+    in_window = and_(policy.partner_sales_scope(actor), sale.month >= start)
     # Customers, not a reseller holding stock a distributor sold it.
-    customer_ids = distinct(case((owner.kind == "customer", Entitlement.owner_id)))
-
-    def lines():
-        return (select().select_from(EntitlementLine)
-                .join(Entitlement, Entitlement.id == EntitlementLine.entitlement_id)
-                .join(owner, owner.id == Entitlement.owner_id))
+    customer_ids = distinct(case((sale.owner_customer.is_(True), sale.owner_id)))
+    seats, activated = func.sum(sale.seats), func.sum(sale.activated)
 
     periods = {key: Figures(_label(kind, key)) for key in keys}
     total = Figures("All periods")
-    for y, m, entitlements, sold, act, customers in db.session.execute(
-            lines().add_columns(year, month, func.count(distinct(Entitlement.id)), seats, activated,
-                                func.count(customer_ids))
-            .where(in_window).group_by(year, month)):
-        key = _key(kind, y, m)
+    for month, entitlements, sold, act, customers in db.session.execute(
+            select(sale.month, func.count(), seats, activated, func.count(customer_ids))
+            .where(in_window).group_by(sale.month)):
+        key = _key(kind, month.year, month.month)
         if key in periods:
             periods[key].add(entitlements, sold, act, customers)
             total.add(entitlements, sold, act)
     # Customers over the whole window: distinct, not the sum of the periods'.
-    total.customers = db.session.scalar(
-        select(func.count(customer_ids)).select_from(Entitlement).join(owner, owner.id == Entitlement.owner_id)
-        .where(in_window)) or 0
+    total.customers = db.session.scalar(select(func.count(customer_ids)).where(in_window)) or 0
 
-    # The tier below us on each entitlement (the reseller a distributor supplied), or us.
-    ours, below = aliased(SalesChainLink), aliased(SalesChainLink)
+    # The tier below us on each entitlement (the reseller a distributor supplied), or us: its
+    # name looked up per group, not per entitlement.
+    split_by = (select(sale.month, sale.below_id, func.count().label("n"), seats.label("seats"),
+                       activated.label("activated"))
+                .where(in_window).group_by(sale.month, sale.below_id).subquery())
     seller = aliased(Organization)
     splits: dict[int | None, Split] = {}
-    for y, m, partner_id, name, entitlements, sold, act in db.session.execute(
-            lines()
-            .join(ours, and_(ours.entitlement_id == Entitlement.id, ours.partner_id == actor.org.id))
-            .outerjoin(below, and_(below.entitlement_id == Entitlement.id, below.position == ours.position + 1))
-            .outerjoin(seller, seller.id == below.partner_id)
-            .add_columns(year, month, below.partner_id, seller.name, func.count(distinct(Entitlement.id)), seats,
-                         activated)
-            .where(in_window).group_by(year, month, below.partner_id, seller.name)):
-        key = _key(kind, y, m)
+    for month, partner_id, name, entitlements, sold, act in db.session.execute(
+            select(split_by.c.month, split_by.c.below_id, seller.name, split_by.c.n, split_by.c.seats,
+                   split_by.c.activated)
+            .outerjoin(seller, seller.id == split_by.c.below_id)):
+        key = _key(kind, month.year, month.month)
         if key not in periods:
             continue
         split = splits.setdefault(partner_id, Split(name or f"Sold by {actor.org.name}"))
@@ -163,8 +134,10 @@ def build_report(actor, kind: str) -> dict:
 
     served = (1 if actor.customer_id is not None else db.session.scalar(
         select(func.count()).select_from(PartnerCustomer).where(PartnerCustomer.partner_id == actor.org.id)))
-    ending = db.session.scalar(select(func.count()).select_from(Entitlement).where(
-        _sold_through_us(actor), q.ending_within(EXPIRY_DAYS, today)))
+    end = PartnerSaleEnd
+    ending = db.session.scalar(select(func.count(distinct(end.entitlement_id))).where(
+        policy.partner_sales_scope(actor, end), end.end_date >= today,
+        end.end_date <= today + timedelta(days=EXPIRY_DAYS)))
     return {"kind": kind, "period_keys": keys, "periods": [periods[k] for k in keys], "total": total,
             "splits": below_us, "served": served, "ending": ending, "days": EXPIRY_DAYS}
 
