@@ -431,6 +431,15 @@ def line_scope_param(shape: str, dialect: str, line=LINE_TABLE):
     return line.c.entitlement_id.in_(select(scoped.c.id).where(entitlement_scope_param(shape, dialect, scoped)))
 
 
+def message_scope_param(shape: str, dialect: str, message=NotificationMessage.__table__):
+    """``visible_messages``' clause of a scope shape, on ``message`` (the table or an alias)."""
+    if shape == "producer":
+        return true()
+    if shape == "customer":
+        return message.c.org_id.in_(subtree_ids_param(dialect))
+    return false()
+
+
 def attachment_scope_param(shape: str, attachment=ATTACHMENT_TABLE):
     """``attachment_scope`` of a scope shape: a partner's own attachment rows (``scope_org``)."""
     if shape in ("partner", "partner_customer"):

@@ -109,3 +109,22 @@ def test_what_the_reseller_sees_through_parameters(world, make):
     found = _ids(select(E.c.code).where(policy.entitlement_row_scope_param("partner_customer", db.engine.dialect.name)),
                  policy.scope_params(for_group))
     assert found == {world.group_e.code}
+
+
+def test_unread_counts_through_parameters_are_the_inbox(world, make):
+    """The nav's unread count (built once, parameters) counts what the inbox's scope holds unread
+    by this user: its hierarchy's messages, not a decoy customer's, not what it read."""
+    from portal.models import NotificationMessage, NotificationRead
+    from portal.services.inbox import unread_count, unread_messages
+
+    for org in (world.group, world.germany, world.munich, world.fabrikam):
+        make.message(org, title=f"Notice for {org.name}")
+    admin = make.actor(world.group, "admin")
+    read = db.session.scalar(policy.visible_messages(admin).where(NotificationMessage.org_id == world.munich.id))
+    db.session.add(NotificationRead(message_id=read.id, user_id=admin.user.id))
+    db.session.commit()
+    for actor in (admin, make.actor(world.germany, "member"), make.actor(world.fabrikam, "admin"),
+                  make.actor(world.bluesky, "admin"), make.actor(world.producer)):
+        expected = db.session.scalar(select(func.count()).select_from(unread_messages(actor).subquery()))
+        assert unread_count(actor) == expected, actor.org.name
+    assert unread_count(admin) == 2  # the group's and Germany's; Munich's was read; Fabrikam's is not ours
