@@ -131,6 +131,17 @@ def stream_entitlements_csv(actor: Actor, *, where: Sequence[Any] = (), chunk_si
     return CsvStream(actor, where=where, chunk_size=chunk_size)
 
 
+# The export's own aliases, made once (an aliased class costs more to make than the statements
+# that use it; they are immutable): every statement selects from these, never from the tables
+# the list's search and filters name (see ``EntitlementExport``).
+_OWNER = aliased(Organization, name="owner")
+_LINE, _PRODUCT = aliased(EntitlementLine, name="export_line"), aliased(Product, name="export_product")
+_LINK, _SELLER = aliased(SalesChainLink, name="export_link"), aliased(Organization, name="export_seller")
+_SHOWN, _PARTNER = aliased(Attachment, name="export_attachment"), aliased(Organization, name="export_partner")
+_ORG, _CHILD = aliased(Organization, name="export_org"), aliased(Organization, name="export_child")
+_UPPER = aliased(Organization, name="export_upper")
+
+
 class EntitlementExport:
     """The export's rows (lists of cells, formulas defused), in entitlement id order.
 
@@ -147,7 +158,7 @@ class EntitlementExport:
         # What the rows need of the actor, read now (its organization may be detached later).
         self._partner_id = actor.org.id if actor.is_partner else None
         self._own_name = actor.org.name
-        owner = aliased(Organization, name="owner")  # the policy's subqueries on organization stay uncorrelated
+        owner = _OWNER  # the policy's subqueries on organization stay uncorrelated
         scoped = visible_entitlements(actor).where(*where)
         # The entitlements of the export, for the other statements (none for producer staff
         # exporting everything: every line, chain and attachment is in it).
@@ -166,19 +177,19 @@ class EntitlementExport:
             .with_only_columns(Entitlement.id, Entitlement.code, Entitlement.fulfilment, Entitlement.status,
                                Entitlement.order_ref, Entitlement.purchase_date, owner.name, owner.path, owner.kind)
             .order_by(Entitlement.id))
-        line, product = aliased(EntitlementLine, name="export_line"), aliased(Product, name="export_product")
+        line, product = _LINE, _PRODUCT
         lines = (
             select(line.entitlement_id, product.sku, line.license_model, line.quantity, line.start_date,
                    line.end_date, line.maintenance_end, line.usage_period)
             .join(product, product.id == line.product_id)
             .order_by(line.entitlement_id, line.id))
-        link, seller = aliased(SalesChainLink, name="export_link"), aliased(Organization, name="export_seller")
+        link, seller = _LINK, _SELLER
         chains = (select(link.entitlement_id, link.partner_id, seller.name)
                   .join(seller, seller.id == link.partner_id)
                   .order_by(link.entitlement_id, link.position))
         # As ``policy.visible_attachments`` shows them: a partner only its own, everyone else all
         # of them, in the order they were granted.
-        shown, partner = aliased(Attachment, name="export_attachment"), aliased(Organization, name="export_partner")
+        shown, partner = _SHOWN, _PARTNER
         attachments = (
             select(shown.entitlement_id, partner.name, shown.relation, shown.can_view, shown.can_download,
                    shown.can_activate)
@@ -231,13 +242,13 @@ def _ancestor_names(scoped):
     """id, name of the organizations above the owners of ``scoped`` entitlements (every
     organization with sub-organizations when None): the names of the owners' hierarchy paths,
     climbed level by level in one recursive statement."""
-    org, child = aliased(Organization, name="export_org"), aliased(Organization, name="export_child")
+    org, child = _ORG, _CHILD
     if scoped is None:
         return select(org.id, org.name).where(org.id.in_(select(child.parent_id)))
     start = select(child.parent_id.label("id")).where(
         child.id.in_(scoped.with_only_columns(Entitlement.owner_id)), child.parent_id.is_not(None))
     above = start.cte("export_above", recursive=True)
-    upper = aliased(Organization, name="export_upper")
+    upper = _UPPER
     above = above.union(
         select(upper.parent_id).join(above, upper.id == above.c.id).where(upper.parent_id.is_not(None)))
     return select(org.id, org.name).where(org.id.in_(select(above.c.id)))

@@ -23,7 +23,7 @@ from flask import request
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from werkzeug.datastructures import CombinedMultiDict
-from wtforms import IntegerField, TextAreaField, widgets
+from wtforms import IntegerField, SelectField, TextAreaField, widgets
 from wtforms.validators import NumberRange, StopValidation
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc: C0, DEL, C1
@@ -67,7 +67,8 @@ class Select(widgets.Select):
     and selects with option groups, go the standard way."""
 
     def __call__(self, field, **kwargs):
-        if field.has_groups():
+        plain = _plain_choices(field)
+        if plain is None and field.has_groups():
             return super().__call__(field, **kwargs)
         kwargs.setdefault("id", field.id)
         if self.multiple:
@@ -77,6 +78,18 @@ class Select(widgets.Select):
             if k in self.validation_attrs and k not in kwargs:
                 kwargs[k] = getattr(flags, k)
         html = [f"<select {widgets.html_params(name=field.name, **kwargs)}>"]
+        if plain is not None:
+            # (value, label) pairs read as they are, selected as SelectField.iter_choices decides:
+            # WTForms would make two objects of each first (600 partners: most of the page's CPU).
+            data, coerce = field.data, field.coerce
+            for value, label in plain:
+                selected = coerce(value) == data
+                label = value if label is None else label
+                value = str(value) if isinstance(value, bool) else value
+                html += ('<option selected value="' if selected else '<option value="', _escaped(value), '">',
+                         _escaped(label or value), "</option>")
+            html.append("</select>")
+            return Markup("".join(html))  # noqa: S704 (every value in it escaped just above)
         for choice in field._iter_choices_normalized():
             if choice.render_kw:
                 html.append(self.render_option(choice))
@@ -87,6 +100,22 @@ class Select(widgets.Select):
                      escape(choice.label or choice.value), "</option>")
         html.append("</select>")
         return Markup("".join(html))  # noqa: S704 (every value in it escaped just above)
+
+
+def _escaped(value):
+    """``markupsafe.escape(value)``; a number is its digits (nothing to escape)."""
+    return str(value) if type(value) is int else escape(value)
+
+
+def _plain_choices(field):
+    """A ``SelectField``'s choices when they are a list of (value, label) pairs (no groups, no
+    option attributes), else None."""
+    if type(field) is not SelectField:
+        return None
+    choices = field.choices
+    if type(choices) is not list or not all(type(c) is tuple and len(c) == 2 for c in choices):
+        return None
+    return choices
 
 
 class PortalForm(FlaskForm):

@@ -308,12 +308,172 @@ def line_scope(actor: Actor):
 def visible_entitlement_count(actor: Actor) -> int:
     """How many entitlements the actor sees (``visible_entitlements``), counted the cheapest way:
     a partner working for all its customers from its attachment index alone, without reading
-    the entitlements."""
-    if actor.is_partner and actor.customer_id is None:
-        ids = partner_entitlement_ids(actor.org.id).subquery()
+    the entitlements. One statement built once per scope shape (``scope_params``)."""
+    shape = scope_shape(actor)
+    return db.session.execute(_count_statement(shape, _dialect()), scope_params(actor)).scalar() or 0
+
+
+# --- scopes as parameters: statements built once ------------------------------------------
+#
+# Building a statement costs more CPU than the database spends on a small one, so a page that
+# runs the same statements on every request builds them once (``functools.cache``) with the
+# actor's scope as bound parameters: ``scope_shape`` names the shape of its scope and
+# ``scope_params`` gives its values for the request. The clauses select exactly what
+# ``entitlement_scope`` and ``entitlement_row_scope`` select (tests/test_policy_params.py):
+#
+# - "customer": its organization's subtree (parameters ``scope_path``, ``scope_below``: the range
+#   of paths of ``path_within``);
+# - "partner": its stock and its live attachments with view rights (``scope_org``);
+# - "partner_customer": the same, of the one customer it works for (``scope_org``, ``scope_customer``);
+# - "producer": everything; "none": nothing.
+#
+# Core tables, not the mapped classes: a statement of ORM attributes goes through the ORM's
+# execution (about twice the CPU of the same statement of table columns) even when it selects
+# plain columns.
+
+ENTITLEMENT_TABLE = Entitlement.__table__
+ORGANIZATION_TABLE = Organization.__table__
+ATTACHMENT_TABLE = Attachment.__table__
+LINE_TABLE = EntitlementLine.__table__
+
+
+def scope_shape(actor: Actor) -> str:
+    """The shape of the actor's entitlement scope (see above)."""
+    if actor.is_producer:
+        return "producer"
+    if actor.is_customer:
+        return "customer"
+    if actor.is_partner:
+        return "partner" if actor.customer_id is None else "partner_customer"
+    return "none"
+
+
+def scope_params(actor: Actor) -> dict[str, Any]:
+    """The values of the actor's scope parameters (see above)."""
+    if actor.is_customer:
+        start, below = _path_range(actor.org.path)
+        return {"scope_path": start, "scope_below": below}
+    if actor.is_partner:
+        return {"scope_org": actor.org.id, "scope_customer": actor.customer_id}
+    return {}
+
+
+def _path_range(path: str) -> tuple[str, str]:
+    """``path_within``'s bounds: every path from ``path`` up to, not including, the second."""
+    if not path.endswith("/") or not path.startswith("/"):
+        raise ValueError(f"not an organization path: {path!r}")
+    return path, path[:-1] + chr(ord(path[-1]) + 1)
+
+
+def _dialect() -> str:
+    return db.engine.dialect.name
+
+
+@cache
+def subtree_ids_param(dialect: str) -> Select:
+    """``subtree_org_ids`` of the organization whose path range is in ``scope_path``,
+    ``scope_below`` (Core; ``dialect``: the database's, for ``path_within``'s comparisons)."""
+    path = ORGANIZATION_TABLE.c.path
+    start, below = bindparam("scope_path", type_=path.type), bindparam("scope_below", type_=path.type)
+    if dialect == "postgresql":
+        within = path.op("~>=~", is_comparison=True)(start) & path.op("~<~", is_comparison=True)(below)
     else:
-        ids = select(Entitlement.id).where(entitlement_scope(actor)).subquery()
-    return db.session.scalar(select(func.count()).select_from(ids)) or 0
+        within = (path >= start) & (path < below)
+    return select(ORGANIZATION_TABLE.c.id).where(within)
+
+
+def entitlement_scope_param(shape: str, dialect: str, entitlement=ENTITLEMENT_TABLE):
+    """``entitlement_scope`` of a scope shape, with the shape's parameters, on ``entitlement``
+    (the table, or an alias of it)."""
+    if shape == "producer":
+        return true()
+    if shape == "customer":
+        return entitlement.c.owner_id.in_(subtree_ids_param(dialect))
+    if shape in ("partner", "partner_customer"):
+        return entitlement_row_scope_param(shape, dialect, entitlement)
+    return false()
+
+
+def entitlement_row_scope_param(shape: str, dialect: str, entitlement=ENTITLEMENT_TABLE):
+    """``entitlement_row_scope`` of a scope shape: for a partner, a test of each row (its
+    stock, or an EXISTS of its live attachment with view rights), as a page that walks an index
+    in its order needs; the others as ``entitlement_scope_param``."""
+    if shape not in ("partner", "partner_customer"):
+        return entitlement_scope_param(shape, dialect, entitlement)
+    partner = bindparam("scope_org", type_=Integer)
+    own = ATTACHMENT_TABLE.alias("scope_attachment")
+    attached = (select(own.c.id)
+                .where(own.c.entitlement_id == entitlement.c.id, own.c.partner_id == partner,
+                       own.c.active.is_(True), own.c.can_view.is_(True))
+                .correlate(entitlement).exists())
+    clause = or_(entitlement.c.owner_id == partner, attached)
+    if shape == "partner_customer":
+        clause = clause & (entitlement.c.owner_id == bindparam("scope_customer", type_=Integer))
+    return clause
+
+
+def line_scope_param(shape: str, dialect: str, line=LINE_TABLE):
+    """``line_scope`` of a scope shape, on ``line`` (the table or an alias): for a partner two
+    hashed tests of the line's entitlement (attached, or its stock), which the database builds
+    once and probes per line."""
+    if shape in ("partner", "partner_customer"):
+        partner = bindparam("scope_org", type_=Integer)
+        own = ATTACHMENT_TABLE.alias("scope_attachment")
+        held = ENTITLEMENT_TABLE.alias("held")
+        attached = select(own.c.entitlement_id).where(own.c.partner_id == partner, own.c.active.is_(True),
+                                                      own.c.can_view.is_(True))
+        clause = or_(line.c.entitlement_id.in_(attached),
+                     line.c.entitlement_id.in_(select(held.c.id).where(held.c.owner_id == partner)))
+        if shape == "partner_customer":
+            customer = bindparam("scope_customer", type_=Integer)
+            clause = clause & line.c.entitlement_id.in_(select(held.c.id).where(held.c.owner_id == customer))
+        return clause
+    scoped = ENTITLEMENT_TABLE.alias("scoped")
+    return line.c.entitlement_id.in_(select(scoped.c.id).where(entitlement_scope_param(shape, dialect, scoped)))
+
+
+def message_scope_param(shape: str, dialect: str, message=NotificationMessage.__table__):
+    """``visible_messages``' clause of a scope shape, on ``message`` (the table or an alias)."""
+    if shape == "producer":
+        return true()
+    if shape == "customer":
+        return message.c.org_id.in_(subtree_ids_param(dialect))
+    return false()
+
+
+def addressed_to_customer_param(dialect: str, request=PortalRequest.__table__):
+    """``addressed_to_customer`` of the customer whose subtree is in the scope parameters: what
+    its admins decide (joining one of its organizations, partner access to its entitlements). A
+    customer user sees every such request (``visible_requests``)."""
+    return request.c.kind.in_(("join_org", "partner_access")) & request.c.target_org_id.in_(subtree_ids_param(dialect))
+
+
+def attachment_scope_param(shape: str, attachment=ATTACHMENT_TABLE):
+    """``attachment_scope`` of a scope shape: a partner's own attachment rows (``scope_org``)."""
+    if shape in ("partner", "partner_customer"):
+        return attachment.c.partner_id == bindparam("scope_org", type_=Integer)
+    return true()
+
+
+@cache
+def _count_statement(shape: str, dialect: str) -> Select:
+    """``visible_entitlement_count``'s statement: a partner working for all its customers counts
+    ``partner_entitlement_ids`` (its attachment index and its stock), everyone else its scope."""
+    if shape == "partner":
+        partner = bindparam("scope_org", type_=Integer)
+        held = ENTITLEMENT_TABLE.alias("held")
+        own = ATTACHMENT_TABLE.alias("scope_attachment")
+        attached = select(own.c.entitlement_id).where(own.c.partner_id == partner, own.c.active.is_(True),
+                                                      own.c.can_view.is_(True))
+        stock = select(held.c.id).where(
+            held.c.owner_id == partner,
+            ~select(own.c.entitlement_id).where(own.c.partner_id == partner, own.c.active.is_(True),
+                                                own.c.can_view.is_(True), own.c.entitlement_id == held.c.id)
+            .correlate(held).exists())
+        ids = union_all(attached, stock).subquery()
+    else:
+        ids = select(ENTITLEMENT_TABLE.c.id).where(entitlement_scope_param(shape, dialect)).subquery()
+    return select(func.count()).select_from(ids)
 
 
 def visible_entitlements(actor: Actor) -> Select:
@@ -404,6 +564,21 @@ def attachable_partners(actor: Actor) -> Select:
         .where(Organization.kind.in_(PARTNER_KINDS), Organization.status == "active")
         .order_by(Organization.name, Organization.id)
     )
+
+
+def attachable_partner_choices(actor: Actor) -> list[tuple[int, str, str]]:
+    """(id, name, kind) of ``attachable_partners``, by name: one statement built once, of table
+    columns (a customer admin's partners page offers every active partner: 600 at 200k)."""
+    if not (actor.is_producer or (actor.is_customer and actor.is_admin)):
+        return []
+    return [tuple(row) for row in db.session.execute(_ATTACHABLE_CHOICES)]
+
+
+_ATTACHABLE_CHOICES = (
+    select(ORGANIZATION_TABLE.c.id, ORGANIZATION_TABLE.c.name, ORGANIZATION_TABLE.c.kind)
+    .where(ORGANIZATION_TABLE.c.kind.in_(PARTNER_KINDS), ORGANIZATION_TABLE.c.status == "active")
+    .order_by(ORGANIZATION_TABLE.c.name, ORGANIZATION_TABLE.c.id)
+)
 
 
 def assignable_customers(actor: Actor) -> Select:

@@ -14,18 +14,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
 from flask import Response, abort, current_app
-from flask_sqlalchemy.pagination import SelectPagination
-from sqlalchemy import Select, bindparam, func, select
-from sqlalchemy.orm import aliased, contains_eager, joinedload
+from flask_sqlalchemy.pagination import Pagination
+from sqlalchemy import Integer, Select, bindparam, func, null, select
 
 from portal import policy
 from portal.blueprints.customer import queries as q
 from portal.exchange import stream_entitlements_csv
 from portal.extensions import db
-from portal.models import Activation, Entitlement, EntitlementLine, Organization, Product, SalesChainLink
+from portal.models import Activation, Entitlement, EntitlementLine, Product, SalesChainLink
 from portal.models.entitlements import ENTITLEMENT_STATUSES, LICENSE_MODELS
 from portal.ui import Filter, ListState
 
@@ -51,10 +51,19 @@ def clean_code(code: str) -> str:
 
 
 def product_filter(actor) -> Filter:
-    """Products on the entitlements the actor sees (one query: per product of the catalog, the
-    first of its lines the actor sees, not every line of every entitlement it sees)."""
-    products = db.session.execute(product_options(actor).order_by(Product.name, Product.id)).all()
+    """Products on the entitlements the actor sees (one query, built once: per product of the
+    catalog, the first of its lines the actor sees, not every line of every entitlement it sees)."""
+    statement = _product_options(policy.scope_shape(actor), db.engine.dialect.name)
+    products = db.session.execute(statement, policy.scope_params(actor)).all()
     return Filter("product", "Product", [(str(i), name) for i, name in products])
+
+
+@cache
+def _product_options(shape: str, dialect: str) -> Select:
+    """``product_options`` of a scope shape, by name, with the shape's parameters (Core)."""
+    product, line = Product.__table__, policy.LINE_TABLE.alias("option_line")
+    seen = select(line.c.id).where(line.c.product_id == product.c.id, policy.line_scope_param(shape, dialect, line))
+    return select(product.c.id, product.c.name).where(seen.exists()).order_by(product.c.name, product.c.id)
 
 
 def product_options(actor) -> Select:
@@ -94,67 +103,149 @@ def common_where(state: ListState) -> list:
 # --- one page of the list -------------------------------------------------------------------
 
 
-# Built once (an aliased class and a loader option cost more to make than the rest of the page's
-# statement): the owner joined to the page's rows, and the owner an ids query sorts by.
-_PAGE_OWNER = aliased(Organization, name="page_owner")
-_SORT_OWNER = aliased(Organization, name="sort_owner")
-_OWNER_LOADED = contains_eager(Entitlement.owner.of_type(_PAGE_OWNER))
+class EntitlementRow(NamedTuple):
+    """One row of an entitlement list: the entitlement's columns and its owner's, and what the
+    list asked for besides (``extra``): the seller (the last tier of the sales chain), or the
+    partner's own live attachment (``relation`` None: none)."""
+
+    id: int
+    code: str
+    owner_id: int
+    purchase_date: date
+    status: str
+    owner_name: str
+    owner_kind: str
+    seller: str | None
+    relation: str | None
+    can_view: bool | None
+    can_download: bool | None
+    can_activate: bool | None
+
+    @property
+    def permissions(self) -> list[str]:
+        """The partner's permissions on this row (its attachment's), as ``Attachment.permissions``."""
+        flags = (("view", self.can_view), ("download", self.can_download), ("activate", self.can_activate))
+        return [name for name, on in flags if on]
 
 
-class EntitlementPagination(SelectPagination):
-    """One page of a list of entitlements, found as the page's ids first (``ids``: the ids in the
-    list's order) and then the rows of those ids with their owners, in one statement.
+class EntitlementPage(Pagination):
+    """One page of an entitlement list (``EntitlementRow``s) from one statement (``rows``: the
+    page's ids in the list's order, then those rows with their owners) and its parameters; the
+    total is ``total`` when the caller knows it, else counted with the ``count`` statement."""
 
-    The ids query filters each row with the policy's per-row scope while walking an index in the
-    list's order, so a partner attached to 12,000 entitlements reads a few hundred index entries
-    for a page instead of joining and sorting all 12,000. The total is ``total`` when the caller
-    knows it, else counted from the ids without the joins the page needs."""
-
-    def _query_items(self) -> list[Entitlement]:
+    def _query_items(self) -> list[EntitlementRow]:
         args = self._query_args
-        page_ids = args["ids"].limit(self.per_page).offset(self._query_offset).subquery()
-        owner = _PAGE_OWNER
-        rows = (
-            select(Entitlement)
-            .join(page_ids, page_ids.c.id == Entitlement.id)
-            .join(owner, owner.id == Entitlement.owner_id)
-            .options(_OWNER_LOADED)
-            .order_by(*args["order"](owner))
-        )
-        return list(db.session.scalars(rows))
+        params = {**args["params"], "page_limit": self.per_page, "page_offset": self._query_offset}
+        return [EntitlementRow(*row) for row in db.session.execute(args["rows"], params)]
 
     def _query_count(self) -> int:
         total = self._query_args["total"]
         if total is None:
-            ids = self._query_args["ids"].order_by(None).subquery()
-            total = db.session.scalar(select(func.count()).select_from(ids))
+            total = db.session.execute(self._query_args["count_statement"], self._query_args["params"]).scalar() or 0
         return total
 
 
-def list_page(actor, state: ListState, where: list, *, owner_sort: str) -> EntitlementPagination:
-    """One page of the visible entitlements narrowed by ``where``, sorted by the state's key
-    (``owner_sort`` names the key that sorts by the owner's name), each with its owner loaded."""
+_E = policy.ENTITLEMENT_TABLE
+_ORG = policy.ORGANIZATION_TABLE
+_PAGE_OWNER = _ORG.alias("page_owner")
+_SORT_OWNER = _ORG.alias("sort_owner")
+_OWN = policy.ATTACHMENT_TABLE.alias("own_attachment")
+_LINK = SalesChainLink.__table__.alias("seller_link")
+_SELLER_ORG = _ORG.alias("seller")
+# The seller of an entitlement: the organization of the last tier of its sales chain.
+_SELLER = (select(_SELLER_ORG.c.name).select_from(_LINK.join(_SELLER_ORG, _SELLER_ORG.c.id == _LINK.c.partner_id))
+           .where(_LINK.c.entitlement_id == _E.c.id).correlate(_E)
+           .order_by(_LINK.c.position.desc()).limit(1).scalar_subquery())
+_TABLE_SORTS = {
+    "code": (_E.c.code,),
+    "purchased": (_E.c.purchase_date, _E.c.id),
+    "status": (_E.c.status, _E.c.code),
+}
+
+
+def _page_statements(scope, where, sort: str, descending: bool, owner_sort: bool, extra: str):
+    """(rows, count) of one page of a list: ``scope`` and ``where`` on the entitlement table, sorted
+    by ``sort`` (by the owner's name and the code when ``owner_sort``), each row with its owner
+    and ``extra`` ("seller", "attachment": the partner's own, or "": nothing more). Parameters:
+    the scope's, ``page_limit`` and ``page_offset``.
+
+    The ids query filters each row with the per-row scope while walking an index in the list's
+    order, so a partner attached to 12,000 entitlements reads a few hundred index entries for a
+    page instead of joining and sorting all 12,000; the rows of those ids are then joined with
+    what the page shows of them."""
 
     def order(owner):  # every key ends with a unique column: a row never appears on two pages
-        keys = (owner.name, Entitlement.code) if state.sort == owner_sort else SORTS[state.sort]
-        return [key.desc() if state.descending else key for key in keys]
+        keys = (owner.c.name, _E.c.code) if owner_sort else _TABLE_SORTS[sort]
+        return [key.desc() if descending else key for key in keys]
 
-    ids = select(Entitlement.id).where(policy.entitlement_row_scope(actor), *where)
-    if state.sort == owner_sort:
-        sort_owner = _SORT_OWNER
-        ids = ids.join(sort_owner, sort_owner.id == Entitlement.owner_id).order_by(*order(sort_owner))
+    ids = select(_E.c.id).where(scope, *where)
+    if owner_sort:
+        ids = ids.join(_SORT_OWNER, _SORT_OWNER.c.id == _E.c.owner_id).order_by(*order(_SORT_OWNER))
     else:
         ids = ids.order_by(*order(None))
-    total = None if where else policy.visible_entitlement_count(actor)
-    return EntitlementPagination(ids=ids, order=order, total=total, page=state.page,
-                                 per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    count = select(func.count()).select_from(ids.order_by(None).subquery())
+    page_ids = ids.limit(bindparam("page_limit", type_=Integer)).offset(bindparam("page_offset", type_=Integer))
+    page_ids = page_ids.subquery("page_ids")
+    owner = _PAGE_OWNER
+    joined = _E.join(page_ids, page_ids.c.id == _E.c.id).join(owner, owner.c.id == _E.c.owner_id)
+    seller = _SELLER if extra == "seller" else null()
+    if extra == "attachment":  # a partner's: its own live attachment of each row, never another's
+        joined = joined.outerjoin(_OWN, (_OWN.c.entitlement_id == _E.c.id)
+                                  & policy.attachment_scope_param("partner", _OWN) & _OWN.c.active.is_(True))
+        attachment = (_OWN.c.relation, _OWN.c.can_view, _OWN.c.can_download, _OWN.c.can_activate)
+    else:
+        attachment = (null(), null(), null(), null())
+    rows = (select(_E.c.id, _E.c.code, _E.c.owner_id, _E.c.purchase_date, _E.c.status, owner.c.name, owner.c.kind,
+                   seller, *attachment)
+            .select_from(joined).order_by(*order(owner)))
+    return rows, count
+
+
+@cache
+def _default_page_statements(shape: str, dialect: str, sort: str, descending: bool, owner_sort: bool, extra: str):
+    """``_page_statements`` of an unfiltered list, built once per scope shape and order."""
+    return _page_statements(policy.entitlement_row_scope_param(shape, dialect), (), sort, descending, owner_sort,
+                            extra)
+
+
+def list_page(actor, state: ListState, where: list, *, owner_sort: str, extra: str = "") -> EntitlementPage:
+    """One page (``EntitlementRow``s) of the visible entitlements narrowed by ``where``, sorted by
+    the state's key (``owner_sort`` names the key that sorts by the owner's name), each with its
+    owner and ``extra`` (see ``_page_statements``). Unfiltered, from statements built once and
+    the total counted the cheapest way (``policy.visible_entitlement_count``)."""
+    by_owner = state.sort == owner_sort
+    params = policy.scope_params(actor)
+    if where:
+        # The scope's own clause (its values in the statement) under the filters' subqueries.
+        rows, count = _page_statements(policy.entitlement_row_scope(actor), where, state.sort, state.descending,
+                                       by_owner, extra)
+        total = None
+    else:
+        rows, count = _default_page_statements(policy.scope_shape(actor), db.engine.dialect.name, state.sort,
+                                               state.descending, by_owner, extra)
+        total = policy.visible_entitlement_count(actor)
+    return EntitlementPage(rows=rows, count_statement=count, params=params, total=total, page=state.page,
+                           per_page=current_app.config["PAGE_SIZE"], error_out=False)
+
+
+class LineRow(NamedTuple):
+    """A line as a list row shows it, with its product's name and its seats in use (active
+    activations)."""
+
+    id: int
+    entitlement_id: int
+    license_model: str
+    quantity: int
+    end_date: date | None
+    product_name: str
+    used: int
 
 
 @dataclass
 class RowDetails:
     """What a list row shows beyond the entitlement itself (loaded for the whole page at once)."""
 
-    lines: list[EntitlementLine] = field(default_factory=list)
+    lines: list[LineRow] = field(default_factory=list)
     seats: int = 0
     used: int = 0
     seller: str | None = None
@@ -162,24 +253,23 @@ class RowDetails:
     ending_soon: bool = False
 
 
-def row_details(entitlements: list[Entitlement], *, seller: bool = True) -> dict[int, RowDetails]:
-    """Lines, seats used and (when asked: the customer's list) the seller of one page of
-    entitlements: two or three queries for the page."""
+def row_details(entitlements, *, seller: bool = True) -> dict[int, RowDetails]:
+    """Lines and seats used and (when asked: the producer's list) the seller of one page of
+    entitlements (anything with an ``id``): one or two queries for the page."""
     ids = [e.id for e in entitlements]
     details = {i: RowDetails() for i in ids}
     # Asked for an empty page too: a list costs the same whether or not it has rows.
-    lines = db.session.scalars(_PAGE_LINES, {"ids": ids}).all()
-    used = dict(db.session.execute(_SEATS_USED, {"line_ids": [line.id for line in lines]}).all())
     on = q.today()
-    for line in lines:
-        row = details[line.entitlement_id]
-        row.lines.append(line)
+    for row in db.session.execute(_PAGE_LINES, {"ids": ids}):
+        line = LineRow(*row)
+        detail = details[line.entitlement_id]
+        detail.lines.append(line)
         if line.license_model in q.SEAT_MODELS:
-            row.seats += line.quantity
-            row.used += used.get(line.id, 0)
+            detail.seats += line.quantity
+            detail.used += line.used
         if line.license_model == "subscription" and line.end_date:
-            row.ends = min(row.ends or line.end_date, line.end_date)
-            row.ending_soon = row.ending_soon or 0 <= (line.end_date - on).days <= 90
+            detail.ends = min(detail.ends or line.end_date, line.end_date)
+            detail.ending_soon = detail.ending_soon or 0 <= (line.end_date - on).days <= 90
     if seller:
         # The seller is the last tier of the chain.
         for entitlement_id, name in db.session.execute(_PAGE_SELLERS, {"ids": ids}).all():
@@ -187,21 +277,22 @@ def row_details(entitlements: list[Entitlement], *, seller: bool = True) -> dict
     return details
 
 
-# The statements of ``row_details``, built once (the page's ids are their parameters).
+# The statements of ``row_details``, built once (the page's ids are their parameters), of table
+# columns. Seats in use per line: a sum over the line's activations (its index), line by line.
+_L, _P, _A = policy.LINE_TABLE, Product.__table__, Activation.__table__
+_USED = (select(func.coalesce(func.sum(_A.c.seats), 0)).where(_A.c.line_id == _L.c.id, _A.c.active.is_(True))
+         .correlate(_L).scalar_subquery())
 _PAGE_LINES = (
-    select(EntitlementLine).where(EntitlementLine.entitlement_id.in_(bindparam("ids", expanding=True)))
-    .options(joinedload(EntitlementLine.product)).order_by(EntitlementLine.entitlement_id, EntitlementLine.id)
-)
-_SEATS_USED = (
-    select(Activation.line_id, func.sum(Activation.seats))
-    .where(Activation.line_id.in_(bindparam("line_ids", expanding=True)), Activation.active.is_(True))
-    .group_by(Activation.line_id)
+    select(_L.c.id, _L.c.entitlement_id, _L.c.license_model, _L.c.quantity, _L.c.end_date, _P.c.name, _USED)
+    .select_from(_L.join(_P, _P.c.id == _L.c.product_id))
+    .where(_L.c.entitlement_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_L.c.entitlement_id, _L.c.id)
 )
 _PAGE_SELLERS = (
-    select(SalesChainLink.entitlement_id, Organization.name)
-    .join(Organization, Organization.id == SalesChainLink.partner_id)
-    .where(SalesChainLink.entitlement_id.in_(bindparam("ids", expanding=True)))
-    .order_by(SalesChainLink.entitlement_id, SalesChainLink.position)
+    select(_LINK.c.entitlement_id, _SELLER_ORG.c.name)
+    .select_from(_LINK.join(_SELLER_ORG, _SELLER_ORG.c.id == _LINK.c.partner_id))
+    .where(_LINK.c.entitlement_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_LINK.c.entitlement_id, _LINK.c.position)
 )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, exists, func, literal, select
+from functools import cache
+
+from sqlalchemy import Integer, and_, bindparam, exists, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from portal import policy
@@ -23,7 +25,22 @@ def unread_messages(actor: Actor):
 
 
 def unread_count(actor: Actor) -> int:
-    return db.session.scalar(select(func.count()).select_from(unread_messages(actor).subquery())) or 0
+    """How many messages of the actor's inbox its user has not read (every customer page's nav
+    asks): one statement built once per scope shape, with the scope and the user as parameters."""
+    if actor.user is None:
+        return db.session.scalar(select(func.count()).select_from(unread_messages(actor).subquery())) or 0
+    statement = _unread_count(policy.scope_shape(actor), db.engine.dialect.name)
+    return db.session.execute(statement, {**policy.scope_params(actor), "user_id": actor.user.id}).scalar() or 0
+
+
+@cache
+def _unread_count(shape: str, dialect: str):
+    message, read = NotificationMessage.__table__, NotificationRead.__table__
+    was_read = (select(read.c.message_id)
+                .where(read.c.message_id == message.c.id, read.c.user_id == bindparam("user_id", type_=Integer))
+                .exists())
+    return (select(func.count()).select_from(message)
+            .where(policy.message_scope_param(shape, dialect, message), ~was_read))
 
 
 def _insert_read():

@@ -7,8 +7,10 @@ Everything comes from policy scopes; an entitlement the actor may not see is 404
 
 from __future__ import annotations
 
+from functools import cache
+
 from flask import request
-from sqlalchemy import Row, func, literal_column, null, select, union_all
+from sqlalchemy import Row, bindparam, func, literal_column, null, select, union_all
 from sqlalchemy.orm import joinedload
 
 from portal import policy
@@ -17,7 +19,7 @@ from portal.blueprints import listing, seats
 from portal.blueprints.customer import bp
 from portal.blueprints.customer import queries as q
 from portal.extensions import db
-from portal.models import Attachment, Entitlement, Organization, SalesChainLink
+from portal.models import Attachment, Entitlement, Organization, Product, SalesChainLink
 from portal.ui import Column, Filter, ListState, Table, parse_list_args, push_url
 from portal.web import render
 
@@ -38,30 +40,10 @@ COLUMNS = [
 def _filters(actor) -> tuple[list[Filter], dict[str, Row]]:
     """The filters offered, with options drawn from what the actor sees: the products, the
     sellers, the partners attached, the organizations of the hierarchy and the names of the
-    ancestors above it, in one statement (a UNION ALL of tagged parts)."""
-    scope = policy.entitlement_scope(actor)
-    visible_ids = policy.visible_entitlements(actor).with_only_columns(Entitlement.id)
-    no_path = null().label("path")
-    parts = [
-        listing.product_options(actor).add_columns(no_path),
-        select(Organization.id, Organization.name, no_path).where(
-            Organization.id.in_(select(SalesChainLink.partner_id).where(SalesChainLink.entitlement_id.in_(visible_ids)))
-        ),
-        select(Organization.id, Organization.name, no_path).distinct()
-        .select_from(Attachment)
-        .join(Entitlement, Entitlement.id == Attachment.entitlement_id)
-        .join(Organization, Organization.id == Attachment.partner_id)
-        .where(scope, policy.attachment_scope(actor), Attachment.active.is_(True)),
-        select(Organization.id, Organization.name, Organization.path)
-        .where(Organization.id.in_(policy.subtree_org_ids(actor.org))),
-        # The ancestors above the hierarchy, for the organizations' paths ("Contoso > ...").
-        select(Organization.id, Organization.name, no_path).where(Organization.id.in_(actor.org.ancestor_ids[:-1])),
-    ]
-    tagged = union_all(*(part.add_columns(literal_column(str(n)).label("part"))
-                         for n, part in enumerate(parts))).subquery()
-    rows = db.session.execute(select(tagged.c.id, tagged.c.name, tagged.c.path, tagged.c.part).order_by(
-        tagged.c.part, func.coalesce(tagged.c.path, tagged.c.name), tagged.c.id)).all()
-    products, sellers, partners, orgs, above = ([r for r in rows if r.part == n] for n in range(len(parts)))
+    ancestors above it, in one statement built once (``_filter_options``)."""
+    params = {**policy.scope_params(actor), "above": actor.org.ancestor_ids[:-1]}
+    rows = db.session.execute(_filter_options(db.engine.dialect.name), params).all()
+    products, sellers, partners, orgs, above = ([r for r in rows if r.part == n] for n in range(5))
     names = {r.id: r.name for r in (*above, *orgs)}
     paths = {org.id: policy.path_label(org.path, org.name, names) for org in orgs}
     filters = [
@@ -75,6 +57,38 @@ def _filters(actor) -> tuple[list[Filter], dict[str, Row]]:
         Filter("partner", "Partner attached", [(str(i), name) for i, name, _, _ in partners], all_label="Any"),
     ]
     return filters, {str(org.id): org for org in orgs}
+
+
+@cache
+def _filter_options(dialect: str):
+    """The options of a customer's filters as one UNION ALL of tagged parts (id, name, path,
+    part), built once with the customer scope's parameters (``policy.scope_params``) and the
+    ids of the organizations above the actor's (``above``), of table columns."""
+    shape = "customer"
+    org, product = policy.ORGANIZATION_TABLE, Product.__table__
+    line, link, attachment = policy.LINE_TABLE, SalesChainLink.__table__, policy.ATTACHMENT_TABLE
+    entitlement = policy.ENTITLEMENT_TABLE.alias("visible")
+    visible_ids = select(entitlement.c.id).where(policy.entitlement_scope_param(shape, dialect, entitlement))
+    no_path = null().label("path")
+    seen = select(line.c.id).where(line.c.product_id == product.c.id, policy.line_scope_param(shape, dialect, line))
+    attached = policy.ENTITLEMENT_TABLE.alias("attached")
+    parts = [
+        select(product.c.id, product.c.name, no_path).where(seen.exists()),
+        select(org.c.id, org.c.name, no_path).where(
+            org.c.id.in_(select(link.c.partner_id).where(link.c.entitlement_id.in_(visible_ids)))),
+        select(org.c.id, org.c.name, no_path).distinct()
+        .select_from(attachment.join(attached, attached.c.id == attachment.c.entitlement_id)
+                     .join(org, org.c.id == attachment.c.partner_id))
+        .where(policy.entitlement_scope_param(shape, dialect, attached), policy.attachment_scope_param(shape),
+               attachment.c.active.is_(True)),
+        select(org.c.id, org.c.name, org.c.path).where(org.c.id.in_(policy.subtree_ids_param(dialect))),
+        # The ancestors above the hierarchy, for the organizations' paths ("Contoso > ...").
+        select(org.c.id, org.c.name, no_path).where(org.c.id.in_(bindparam("above", expanding=True))),
+    ]
+    tagged = union_all(*(part.add_columns(literal_column(str(n)).label("part"))
+                         for n, part in enumerate(parts))).subquery()
+    return select(tagged.c.id, tagged.c.name, tagged.c.path, tagged.c.part).order_by(
+        tagged.c.part, func.coalesce(tagged.c.path, tagged.c.name), tagged.c.id)
 
 
 def _where(actor, state: ListState, orgs: dict[str, Row]) -> list:
@@ -103,7 +117,10 @@ def entitlements():
     the table alone for htmx (the page's search form stays)."""
     actor = current_actor()
     state, filters, where = _list_state(actor, "customer.entitlements")
-    pagination = listing.list_page(actor, state, where, owner_sort="organization")
+    pagination = listing.list_page(actor, state, where, owner_sort="organization", extra="seller")
+    details = listing.row_details(pagination.items, seller=False)
+    for row in pagination.items:
+        details[row.id].seller = row.seller
     table = Table(
         id="entitlements-table", columns=COLUMNS, pagination=pagination, state=state,
         noun="entitlement", nouns="entitlements", caption="Entitlements of your organization",
@@ -111,7 +128,7 @@ def entitlements():
         empty_text="Entitlements appear here when your organization buys licenses.",
     )
     response = render("customer/entitlements.html", fragment="customer/_entitlements_table.html", table=table,
-                      filters=filters, details=listing.row_details(pagination.items), today=q.today())
+                      filters=filters, details=details, today=q.today())
     return push_url(response, state)
 
 

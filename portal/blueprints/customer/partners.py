@@ -15,10 +15,13 @@ the page, and an error renders the page with the message.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime
+from functools import cache
+from typing import NamedTuple
 
 from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
-from sqlalchemy import exists, func, or_, select
-from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy import Integer, bindparam, func, or_, select
+from sqlalchemy.orm import joinedload
 
 from portal import policy
 from portal.auth_session import current_actor
@@ -38,12 +41,13 @@ from portal.forms import has_control_characters
 from portal.models import (
     Attachment,
     Entitlement,
-    EntitlementLine,
     Membership,
     Organization,
     PortalRequest,
     Product,
+    User,
 )
+from portal.paging import contains, contains_param, paged, statement_page
 from portal.services.entitlements import attach_partner, revoke_attachment, set_attachment_permissions
 from portal.services.errors import Conflict, NotAllowed, ServiceError
 from portal.services.requests import invite_partner
@@ -91,13 +95,16 @@ def product_names(entitlement_ids: list[int]) -> dict[int, str]:
     """'Acme Studio, Acme Cloud Sync' per entitlement, in one query."""
     names: dict[int, list[str]] = {}
     if entitlement_ids:
-        rows = db.session.execute(
-            select(EntitlementLine.entitlement_id, Product.name).join(Product, Product.id == EntitlementLine.product_id)
-            .where(EntitlementLine.entitlement_id.in_(entitlement_ids)).order_by(EntitlementLine.id))
-        for entitlement_id, name in rows:
+        for entitlement_id, name in db.session.execute(_PRODUCT_NAMES, {"ids": list(entitlement_ids)}):
             if name not in names.setdefault(entitlement_id, []):
                 names[entitlement_id].append(name)
     return {i: ", ".join(n) for i, n in names.items()}
+
+
+_LINE, _PRODUCT = policy.LINE_TABLE, Product.__table__
+_PRODUCT_NAMES = (select(_LINE.c.entitlement_id, _PRODUCT.c.name)
+                  .select_from(_LINE.join(_PRODUCT, _PRODUCT.c.id == _LINE.c.product_id))
+                  .where(_LINE.c.entitlement_id.in_(bindparam("ids", expanding=True))).order_by(_LINE.c.id))
 
 
 def permission_words(permissions: list[str]) -> str:
@@ -123,15 +130,59 @@ COLUMNS = [
     Column("granted", "Attached", sortable=True),
     Column("actions", "Actions", label_hidden=True),
 ]
-SORTS = {"partner": Organization.name, "entitlement": Entitlement.code, "granted": Attachment.granted_at}
+SORT_KEYS = ("partner", "entitlement", "granted")
+
+
+class Named(NamedTuple):
+    name: str
+    kind: str | None = None
+
+
+class EntitlementRef(NamedTuple):
+    code: str
+    owner: Named
+
+
+class UserRef(NamedTuple):
+    display_name: str
+
+
+class AttachmentRow(NamedTuple):
+    """One row of the attachments table, with what the row shows of its partner, entitlement
+    (and its owner) and who granted and revoked it, under the names an ``Attachment`` has."""
+
+    id: int
+    entitlement_id: int
+    partner_id: int
+    relation: str
+    can_view: bool
+    can_download: bool
+    can_activate: bool
+    active: bool
+    granted_at: datetime
+    revoked_at: datetime | None
+    partner: Named
+    entitlement: EntitlementRef
+    granted_by: UserRef | None
+    revoked_by: UserRef | None
+
+    @property
+    def permissions(self) -> list[str]:
+        flags = (("view", self.can_view), ("download", self.can_download), ("activate", self.can_activate))
+        return [name for name, on in flags if on]
+
+    @classmethod
+    def of(cls, row) -> AttachmentRow:
+        (id_, entitlement_id, partner_id, relation, view, download, activate, active, granted_at, revoked_at,
+         partner_name, partner_kind, code, owner_name, granted_by, revoked_by) = row
+        return cls(id_, entitlement_id, partner_id, relation, view, download, activate, active, granted_at,
+                   revoked_at, Named(partner_name, partner_kind), EntitlementRef(code, Named(owner_name)),
+                   UserRef(granted_by) if granted_by is not None else None,
+                   UserRef(revoked_by) if revoked_by is not None else None)
 
 
 def _filters(actor) -> list[Filter]:
-    partners = db.session.execute(
-        select(Organization.id, Organization.name)
-        .where(Organization.id.in_(policy.attachments_on_visible_entitlements(actor)
-                                   .with_only_columns(Attachment.partner_id)))
-        .order_by(Organization.name, Organization.id)).all()
+    partners = db.session.execute(_ATTACHED_PARTNERS(db.engine.dialect.name), policy.scope_params(actor)).all()
     return [
         Filter("state", "Status", [("revoked", "Revoked"), ("any", "Active and revoked")], all_label="Active"),
         Filter("relation", "Relation", [(key, label) for key, label in RELATION_LABELS.items()], all_label="Any"),
@@ -139,31 +190,76 @@ def _filters(actor) -> list[Filter]:
     ]
 
 
+_ORG, _ATTACHMENT, _USER = policy.ORGANIZATION_TABLE, policy.ATTACHMENT_TABLE, User.__table__
+_ON = policy.ENTITLEMENT_TABLE.alias("on_entitlement")  # the attachment's entitlement
+
+
+def _on_our_entitlements(dialect: str):
+    """``attachments_on_visible_entitlements`` of a customer, from the scope's parameters (Core)."""
+    return (_ATTACHMENT.join(_ON, _ON.c.id == _ATTACHMENT.c.entitlement_id),
+            policy.entitlement_scope_param("customer", dialect, _ON) & policy.attachment_scope_param("customer"))
+
+
+@cache
+def _ATTACHED_PARTNERS(dialect: str):  # noqa: N802 (a statement, built once per dialect)
+    """(id, name) of every partner attached, now or once, to one of our entitlements, by name."""
+    joined, scope = _on_our_entitlements(dialect)
+    partner_ids = select(_ATTACHMENT.c.partner_id).select_from(joined).where(scope)
+    return select(_ORG.c.id, _ORG.c.name).where(_ORG.c.id.in_(partner_ids)).order_by(_ORG.c.name, _ORG.c.id)
+
+
+def _name_of(column, key):
+    """``column`` of the row whose id is ``key``: a look-up per row shown (after the page's
+    ``LIMIT``), never a join the planner may turn into a walk of a whole table."""
+    return select(column).where(column.table.c.id == key).scalar_subquery()
+
+
+@cache
+def _attachment_statements(dialect: str, state: str, relation: bool, partner: bool, search: bool, sort: str,
+                           descending: bool):
+    """(rows, count) of the attachments table in one state of its filters, built once, with the
+    scope's parameters and those of the filters (relation, partner, search) and of the page."""
+    joined, scope = _on_our_entitlements(dialect)
+    partner_org = _ORG.alias("partner_org")
+    joined = joined.join(partner_org, partner_org.c.id == _ATTACHMENT.c.partner_id)
+    where = [scope]
+    if state == "revoked":
+        where.append(_ATTACHMENT.c.active.is_(False))
+    elif state != "any":
+        where.append(_ATTACHMENT.c.active.is_(True))
+    if relation:
+        where.append(_ATTACHMENT.c.relation == bindparam("relation"))
+    if partner:
+        where.append(_ATTACHMENT.c.partner_id == bindparam("partner", type_=Integer))
+    if search:
+        where.append(or_(contains(partner_org.c.name, "search"), contains(_ON.c.code, "search")))
+    key = {"partner": partner_org.c.name, "entitlement": _ON.c.code, "granted": _ATTACHMENT.c.granted_at}[sort]
+    order = (key.desc() if descending else key, _ATTACHMENT.c.id.desc())
+    owner = _ORG.alias("owner")
+    rows = (select(_ATTACHMENT.c.id, _ATTACHMENT.c.entitlement_id, _ATTACHMENT.c.partner_id, _ATTACHMENT.c.relation,
+                   _ATTACHMENT.c.can_view, _ATTACHMENT.c.can_download, _ATTACHMENT.c.can_activate,
+                   _ATTACHMENT.c.active, _ATTACHMENT.c.granted_at, _ATTACHMENT.c.revoked_at, partner_org.c.name,
+                   partner_org.c.kind, _ON.c.code, _name_of(owner.c.name, _ON.c.owner_id),
+                   _name_of(_USER.c.display_name, _ATTACHMENT.c.granted_by_id),
+                   _name_of(_USER.alias("revoker").c.display_name, _ATTACHMENT.c.revoked_by_id))
+            .select_from(joined).where(*where).order_by(*order))
+    count = select(func.count()).select_from(joined).where(*where)
+    return paged(rows), count
+
+
 def attachments_table(actor, args=None) -> tuple[Table, list[Filter]]:
     """One page of the attachments on our entitlements, as the URL's search, filters and sort ask."""
     filters = _filters(actor)
     state = parse_list_args(request.args if args is None else args, endpoint="customer.partners",
-                            sorts=SORTS, default_sort="-granted", filters=filters)
-    query = (policy.attachments_on_visible_entitlements(actor)
-             .join(Organization, Organization.id == Attachment.partner_id)
-             .options(contains_eager(Attachment.partner), contains_eager(Attachment.entitlement)
-                      .joinedload(Entitlement.owner), joinedload(Attachment.granted_by),
-                      joinedload(Attachment.revoked_by)))
+                            sorts=SORT_KEYS, default_sort="-granted", filters=filters)
     chosen = state.filters
-    if chosen.get("state") == "revoked":
-        query = query.where(Attachment.active.is_(False))
-    elif chosen.get("state") != "any":
-        query = query.where(Attachment.active.is_(True))
-    if "relation" in chosen:
-        query = query.where(Attachment.relation == chosen["relation"])
-    if "partner" in chosen:
-        query = query.where(Attachment.partner_id == int(chosen["partner"]))
-    if state.q:
-        query = query.where(or_(Organization.name.icontains(state.q, autoescape=True),
-                                Entitlement.code.icontains(state.q, autoescape=True)))
-    order = SORTS[state.sort]
-    query = query.order_by(order.desc() if state.descending else order, Attachment.id.desc())
-    pagination = db.paginate(query, page=state.page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    rows, count = _attachment_statements(db.engine.dialect.name, chosen.get("state", ""), "relation" in chosen,
+                                         "partner" in chosen, bool(state.q), state.sort, state.descending)
+    params = {**policy.scope_params(actor), "relation": chosen.get("relation"),
+              "partner": int(chosen["partner"]) if "partner" in chosen else None,
+              "search": contains_param(state.q.lower()) if state.q else None}
+    pagination = statement_page(rows, params, page=state.page, count=count)
+    pagination.items = [AttachmentRow.of(row) for row in pagination.items]
     table = Table(id="attachments", columns=COLUMNS, pagination=pagination, state=state, noun="attachment",
                   nouns="attachments", caption="Partners attached to your entitlements",
                   empty_text="No partner is attached to your entitlements.")
@@ -209,28 +305,65 @@ class Chooser:
         return {e.id for e in self.chosen}
 
 
+class ChoiceRow(NamedTuple):
+    """An entitlement a chooser offers: its id and code, and its owner's name."""
+
+    id: int
+    code: str
+    owner: Named
+
+
 def chooser(actor, prefix: str, *, search: str = "", chosen_ids=(), chosen_codes=(), products: bool = True) -> Chooser:
     """The chooser of the form ``prefix``: what the actor may pick, through the policy (without
-    the product names when ``products`` is false: the caller looks them up for several at once)."""
-    scope = policy.visible_entitlements(actor).options(joinedload(Entitlement.owner))
+    the product names when ``products`` is false: the caller looks them up for several at once).
+    Its statements are built once per shape (a search or not, some chosen or not)."""
+    dialect = db.engine.dialect.name
+    params = {**policy.scope_params(actor), "search": contains_param(search.lower()) if search else None}
     ids = sorted({i for i in chosen_ids if i is not None})[:MAX_ENTITLEMENTS_AT_ONCE]
-    chosen: list[Entitlement] = []
+    chosen: list[ChoiceRow] = []
     if ids or chosen_codes:
-        chosen = list(db.session.scalars(
-            scope.where(or_(Entitlement.id.in_(ids), Entitlement.code.in_(list(chosen_codes))))
-            .order_by(Entitlement.code)))
-    rest = scope.where(Entitlement.id.not_in([e.id for e in chosen])) if chosen else scope
-    if search:
-        product_match = exists().where(EntitlementLine.entitlement_id == Entitlement.id,
-                                       EntitlementLine.product_id == Product.id,
-                                       Product.name.icontains(search, autoescape=True))
-        rest = rest.join(Organization, Organization.id == Entitlement.owner_id).where(or_(
-            Entitlement.code.icontains(search, autoescape=True),
-            Organization.name.icontains(search, autoescape=True), product_match))
-    matching = db.session.scalar(select(func.count()).select_from(rest.order_by(None).subquery()))
-    offered = list(db.session.scalars(rest.order_by(Entitlement.code).limit(CHOICES_SHOWN)))
+        chosen = [ChoiceRow(i, code, Named(owner)) for i, code, owner in db.session.execute(
+            _chosen_choices(dialect), {**params, "chosen_ids": ids, "chosen_codes": list(chosen_codes)})]
+    rows, count = _choice_statements(dialect, bool(chosen), bool(search))
+    params["exclude"] = [e.id for e in chosen]
+    matching = db.session.execute(count, params).scalar() or 0
+    offered = [ChoiceRow(i, code, Named(owner)) for i, code, owner in db.session.execute(rows, params)]
     return Chooser(prefix, search, chosen, offered, matching,
                    product_names(sorted({e.id for e in chosen + offered})) if products else {})
+
+
+_CHOICE = policy.ENTITLEMENT_TABLE.alias("choice")
+_CHOICE_OWNER = policy.ORGANIZATION_TABLE.alias("choice_owner")
+
+
+@cache
+def _chosen_choices(dialect: str):
+    """The entitlements a form has chosen (``chosen_ids``, ``chosen_codes``) among ours, by code."""
+    return (select(_CHOICE.c.id, _CHOICE.c.code, _CHOICE_OWNER.c.name)
+            .select_from(_CHOICE.join(_CHOICE_OWNER, _CHOICE_OWNER.c.id == _CHOICE.c.owner_id))
+            .where(policy.entitlement_scope_param("customer", dialect, _CHOICE),
+                   or_(_CHOICE.c.id.in_(bindparam("chosen_ids", expanding=True)),
+                       _CHOICE.c.code.in_(bindparam("chosen_codes", expanding=True))))
+            .order_by(_CHOICE.c.code))
+
+
+@cache
+def _choice_statements(dialect: str, exclude: bool, search: bool):
+    """(rows, count) of what a chooser offers besides the chosen (``exclude``), matching the
+    search (the code, the owner's name or a product's name contain ``search``)."""
+    where = [policy.entitlement_scope_param("customer", dialect, _CHOICE)]
+    if exclude:
+        where.append(_CHOICE.c.id.not_in(bindparam("exclude", expanding=True)))
+    joined = _CHOICE.join(_CHOICE_OWNER, _CHOICE_OWNER.c.id == _CHOICE.c.owner_id)
+    if search:
+        product_match = (select(_LINE.c.id).select_from(_LINE.join(_PRODUCT, _PRODUCT.c.id == _LINE.c.product_id))
+                         .where(_LINE.c.entitlement_id == _CHOICE.c.id, contains(_PRODUCT.c.name, "search"))
+                         .exists())
+        where.append(or_(contains(_CHOICE.c.code, "search"), contains(_CHOICE_OWNER.c.name, "search"), product_match))
+    count = select(func.count()).select_from(joined if search else _CHOICE).where(*where)
+    rows = (select(_CHOICE.c.id, _CHOICE.c.code, _CHOICE_OWNER.c.name).select_from(joined).where(*where)
+            .order_by(_CHOICE.c.code).limit(CHOICES_SHOWN))
+    return rows, count
 
 
 def chosen_entitlements(actor, form: EntitlementChoice) -> list[Entitlement]:
@@ -253,8 +386,7 @@ def chosen_entitlements(actor, form: EntitlementChoice) -> list[Entitlement]:
 
 
 def _partner_choices(actor) -> list[tuple[int | str, str]]:
-    partners = db.session.execute(
-        policy.attachable_partners(actor).with_only_columns(Organization.id, Organization.name, Organization.kind))
+    partners = policy.attachable_partner_choices(actor)
     return [("", "Choose a partner…")] + [(i, f"{name} ({kind.replace('_', ' ')})") for i, name, kind in partners]
 
 
@@ -265,16 +397,24 @@ def attach_form(actor, form: AttachForm | None = None) -> AttachForm:
 
 
 def access_requests(actor) -> tuple[list[PortalRequest], int]:
-    """Pending partner-access requests addressed to us, oldest first (at most 20) and how many."""
-    waiting = policy.visible_requests(actor).where(PortalRequest.state == "pending",
-                                                   PortalRequest.kind == "partner_access",
-                                                   policy.addressed_to_customer(actor.org))
-    count = db.session.scalar(select(func.count()).select_from(waiting.subquery()))
-    shown = list(db.session.scalars(
-        waiting.options(joinedload(PortalRequest.requester), joinedload(PortalRequest.requester_org),
-                        joinedload(PortalRequest.target_org))
-        .order_by(PortalRequest.created_at, PortalRequest.id).limit(20)))
-    return shown, count
+    """Pending partner-access requests addressed to us, oldest first (at most 20) and how many:
+    two statements built once (a customer user sees every request addressed to its hierarchy)."""
+    count, shown = _access_request_statements(db.engine.dialect.name)
+    params = policy.scope_params(actor)
+    return list(db.session.scalars(shown, params).unique()), db.session.execute(count, params).scalar() or 0
+
+
+@cache
+def _access_request_statements(dialect: str):
+    request_table = PortalRequest.__table__
+    waiting = ((request_table.c.state == "pending") & (request_table.c.kind == "partner_access")
+               & policy.addressed_to_customer_param(dialect))
+    count = select(func.count()).select_from(request_table).where(waiting)
+    shown = (select(PortalRequest).where(waiting)
+             .options(joinedload(PortalRequest.requester), joinedload(PortalRequest.requester_org),
+                      joinedload(PortalRequest.target_org))
+             .order_by(PortalRequest.created_at, PortalRequest.id).limit(20))
+    return count, shown
 
 
 def request_cards(actor, requests: list[PortalRequest], forms: dict | None = None) -> dict:

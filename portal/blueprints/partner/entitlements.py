@@ -62,23 +62,14 @@ def _list_state(actor):
     return state, filters, _where(actor, state)
 
 
-def our_attachments(actor, ids: list[int]) -> dict[int, Attachment]:
-    """Our own live attachment of each of these entitlements (one query; never anyone else's)."""
-    if not ids:
-        return {}
-    return {a.entitlement_id: a for a in db.session.scalars(
-        select(Attachment).where(Attachment.entitlement_id.in_(ids), policy.attachment_scope(actor),
-                                 Attachment.active.is_(True)))}
-
-
 @bp.get("/entitlements")
 def entitlements():
     """The entitlements we are attached to or hold in stock (of the customer we work for, when
     we chose one), searchable and filtered; the table alone for htmx."""
     actor = current_actor()
     state, filters, where = _list_state(actor)
-    pagination = listing.list_page(actor, state, where, owner_sort="customer")
-    ids = [e.id for e in pagination.items]
+    # Each row with our own live attachment of it (never anyone else's): "Our access".
+    pagination = listing.list_page(actor, state, where, owner_sort="customer", extra="attachment")
     table = Table(
         id="entitlements-table", columns=COLUMNS, pagination=pagination, state=state,
         noun="entitlement", nouns="entitlements", caption="Entitlements we are attached to or hold in stock",
@@ -87,7 +78,7 @@ def entitlements():
     )
     response = render("partner/entitlements.html", fragment="partner/_entitlements_table.html", table=table,
                       filters=filters, details=listing.row_details(pagination.items, seller=False),
-                      access=our_attachments(actor, ids), labels=RELATION_LABELS, today=q.today())
+                      labels=RELATION_LABELS, today=q.today())
     return push_url(response, state)
 
 
