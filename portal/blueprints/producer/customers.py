@@ -61,7 +61,7 @@ def customers_table(args, under: Organization | None) -> CheapTable:
                             url_values=url_values)
     query = policy.visible_organizations(current_actor()).where(Organization.kind == "customer")
     if under is not None:
-        query = query.where(Organization.path.startswith(under.path, autoescape=True), Organization.id != under.id)
+        query = query.where(policy.path_within(under.path), Organization.id != under.id)
     if state.filters.get("level") == "top":
         query = query.where(Organization.parent_id.is_(None))
     elif state.filters.get("level") == "nested":
@@ -181,10 +181,10 @@ def partners_on(entitlements: list[Entitlement]) -> tuple[dict[int, list], dict[
 def _customer_page(customer: Organization, *, status: int = 200, **forms):
     actor = current_actor()
     tree = list(db.session.scalars(
-        select(Organization).where(Organization.path.startswith(customer.path, autoescape=True))
+        select(Organization).where(policy.path_within(customer.path))
         .order_by(Organization.path).limit(TREE_SHOWN)))
     subtree_size = db.session.scalar(select(func.count()).select_from(Organization).where(
-        Organization.path.startswith(customer.path, autoescape=True)))
+        policy.path_within(customer.path)))
     names = {o.id: o.name for o in tree}
     # The tree in path order sorts by id, not by name: order siblings by name under each parent.
     children: dict[int | None, list[Organization]] = defaultdict(list)
