@@ -21,7 +21,7 @@ from portal.blueprints.customer.organization import OrganizationForm
 from portal.blueprints.customer.replies import refuse, show_error
 from portal.blueprints.producer import bp
 from portal.blueprints.producer.forms_channel import ParentForm, SubsidiaryForm
-from portal.blueprints.producer.paging import CheapTable, paginate
+from portal.blueprints.producer.paging import CheapTable, paginate, table_only
 from portal.extensions import db
 from portal.models import Attachment, Entitlement, EntitlementLine, Membership, Organization, SalesChainLink
 from portal.models.entitlements import RowCount
@@ -180,6 +180,11 @@ def partners_on(entitlements: list[Entitlement]) -> tuple[dict[int, list], dict[
 
 def _customer_page(customer: Organization, *, status: int = 200, **forms):
     actor = current_actor()
+    if table_only():  # the entitlements' table alone: no hierarchy, users or forms
+        table = entitlements_table(customer, request.args)
+        partners, products, chains = partners_on(table.rows)
+        return render("producer/customer.html", fragment="producer/_customer_entitlements.html", table=table,
+                      partners=partners, products=products, chains=chains)
     tree = list(db.session.scalars(
         select(Organization).where(policy.path_within(customer.path))
         .order_by(Organization.path).limit(TREE_SHOWN)))
