@@ -67,3 +67,27 @@ def test_channel_pages_do_not_grow_with_rows(make, staff_client, channel, count_
     grew = {key: (small[key], large[key]) for key in small if small[key] != large[key]}
     assert not grew
     assert max(small.values()) <= 16, small
+
+
+def test_an_htmx_table_reads_the_table_only(make, staff_client, channel, count_queries):
+    """The table a search or a page link swaps in: none of the figures, forms, hierarchy or
+    drawing around it on the full page is read for it, and the rows are the same."""
+    o = channel.orgs
+    _grow(make, channel, 2)
+    fresh()
+    around = {  # what only the full page shows, by a table its statements read
+        f"/producer/partners/{o['bluesky'].id}": ("channel_month", "partner_customer", "channel_relationship"),
+        "/producer/channel": ("GROUP BY channel_relationship.supplier_id", "NOT IN"),
+        "/producer/partners": ("portal_request",),
+        f"/producer/customers/{o['contoso'].id}": ("FROM membership",),
+    }
+    for url, marks in around.items():
+        with count_queries() as full:
+            page = staff_client.get(url).get_data(as_text=True)
+        with count_queries() as table:
+            fragment = staff_client.get(url, headers=HX).get_data(as_text=True)
+        assert table.count < full.count, url
+        assert "<html" not in fragment and fragment.strip() in page, url
+        for mark in marks:
+            assert any(mark in s for s in full.statements[1:]), (url, mark)
+            assert not any(mark in s for s in table.statements[1:]), (url, mark)

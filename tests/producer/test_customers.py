@@ -66,3 +66,24 @@ def test_edit_add_subsidiary_and_move(staff_client, channel):
     answer = staff_client.post(f"/producer/customers/{contoso.id}/move", data={"move-parent": "Nobody Ltd"})
     assert answer.status_code == 422 and "No single active customer" in answer.get_data(as_text=True)
     assert staff_client.post(f"/producer/customers/{contoso.id}/edit", data={"org-name": ""}).status_code == 422
+
+
+def test_directory_counts_from_the_read_model_and_stops_counting_a_search(staff_client, channel, make,
+                                                                           count_queries, monkeypatch):
+    """Every customer: the row_count read model's total (no count of the organizations); a
+    narrowed list counts up to the cap and says "More than" beyond."""
+    from portal.blueprints.producer import paging
+
+    make.customer("Contoso Austria")
+    make.partner("reseller", "Contoso Resellers")  # a decoy: a partner is no customer
+    fresh()
+    with count_queries() as counter:
+        html = staff_client.get("/producer/customers").get_data(as_text=True)
+    assert summary(html) == "5 customers"
+    assert not [s for s in counter.statements if re.search(r"count\(\*\).*FROM organization", s, re.S)]
+    monkeypatch.setattr(paging, "COUNT_CAP", 2)
+    assert summary(staff_client.get("/producer/customers?q=contoso").get_data(as_text=True)) == \
+        "More than 2 customers matching “contoso”"
+    assert summary(staff_client.get("/producer/customers?q=fabrikam").get_data(as_text=True)) == \
+        "1 customer matching “fabrikam”"
+    assert summary(staff_client.get("/producer/customers").get_data(as_text=True)) == "5 customers"

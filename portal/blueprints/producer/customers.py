@@ -21,7 +21,7 @@ from portal.blueprints.customer.organization import OrganizationForm
 from portal.blueprints.customer.replies import refuse, show_error
 from portal.blueprints.producer import bp
 from portal.blueprints.producer.forms_channel import ParentForm, SubsidiaryForm
-from portal.blueprints.producer.paging import CheapTable, paginate
+from portal.blueprints.producer.paging import CheapTable, paginate, table_only
 from portal.extensions import db
 from portal.models import Attachment, Entitlement, EntitlementLine, Membership, Organization, SalesChainLink
 from portal.models.entitlements import RowCount
@@ -61,7 +61,7 @@ def customers_table(args, under: Organization | None) -> CheapTable:
                             url_values=url_values)
     query = policy.visible_organizations(current_actor()).where(Organization.kind == "customer")
     if under is not None:
-        query = query.where(Organization.path.startswith(under.path, autoescape=True), Organization.id != under.id)
+        query = query.where(policy.path_within(under.path), Organization.id != under.id)
     if state.filters.get("level") == "top":
         query = query.where(Organization.parent_id.is_(None))
     elif state.filters.get("level") == "nested":
@@ -180,11 +180,16 @@ def partners_on(entitlements: list[Entitlement]) -> tuple[dict[int, list], dict[
 
 def _customer_page(customer: Organization, *, status: int = 200, **forms):
     actor = current_actor()
+    if table_only():  # the entitlements' table alone: no hierarchy, users or forms
+        table = entitlements_table(customer, request.args)
+        partners, products, chains = partners_on(table.rows)
+        return render("producer/customer.html", fragment="producer/_customer_entitlements.html", table=table,
+                      partners=partners, products=products, chains=chains)
     tree = list(db.session.scalars(
-        select(Organization).where(Organization.path.startswith(customer.path, autoescape=True))
+        select(Organization).where(policy.path_within(customer.path))
         .order_by(Organization.path).limit(TREE_SHOWN)))
     subtree_size = db.session.scalar(select(func.count()).select_from(Organization).where(
-        Organization.path.startswith(customer.path, autoescape=True)))
+        policy.path_within(customer.path)))
     names = {o.id: o.name for o in tree}
     # The tree in path order sorts by id, not by name: order siblings by name under each parent.
     children: dict[int | None, list[Organization]] = defaultdict(list)

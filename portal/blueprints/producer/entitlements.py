@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import abort, flash, redirect, request, url_for
-from sqlalchemy import or_, select
+from sqlalchemy import literal, or_, select, union_all
 from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.datastructures import MultiDict
 from wtforms import (
@@ -84,10 +84,9 @@ def _c(pairs) -> list[SelectChoice]:
 
 def _filters() -> list[Filter]:
     """Filters whose options are small tables: products and partners (a few hundred at most)."""
-    products = db.session.execute(select(Product.id, Product.name).order_by(Product.name, Product.id)).all()
-    sellers = db.session.execute(select(Organization.id, Organization.name)
-                                 .where(Organization.kind.in_(PARTNER_KINDS))
-                                 .order_by(Organization.name, Organization.id)).all()
+    products, sellers = [], []
+    for is_seller, i, name in db.session.execute(_FILTER_OPTIONS):
+        (sellers if is_seller else products).append((i, name))
     return [
         Filter("status", "Status", [(s, s.capitalize()) for s in ENTITLEMENT_STATUSES]),
         Filter("product", "Product", [(str(i), name) for i, name in products], all_label="Any product"),
@@ -98,6 +97,13 @@ def _filters() -> list[Filter]:
         Filter("ending", "Subscription ends", [("30", "Within 30 days"), ("90", "Within 90 days")],
                all_label="Any time"),
     ]
+
+
+# The products and the partners, each by name, in one statement (is_seller, id, name).
+_FILTER_OPTIONS = union_all(
+    select(literal(0).label("is_seller"), Product.id, Product.name),
+    select(literal(1), Organization.id, Organization.name).where(Organization.kind.in_(PARTNER_KINDS)),
+).order_by("is_seller", "name", "id")
 
 
 def _where(state) -> list:

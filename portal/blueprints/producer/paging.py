@@ -4,12 +4,13 @@ unfiltered list), or a count that stops at ``COUNT_CAP`` rows ("more than 10,000
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import current_app
+from flask import current_app, request
 from flask_sqlalchemy.pagination import SelectPagination
 from sqlalchemy import orm
 
 from portal.extensions import db
 from portal.ui import Table
+from portal.web import is_htmx
 
 COUNT_CAP = 10_000
 
@@ -49,3 +50,9 @@ class CheapTable(Table):
             words = f"More than {COUNT_CAP:,} {self.nouns}"
             return words + (f" matching “{self.state.q}”" if self.state.q else "")
         return super().summary
+
+
+def table_only() -> bool:
+    """An htmx GET swaps a page's table alone: what only the rest of the page shows (figures,
+    forms and their choices, a drawing) need not be read for it."""
+    return is_htmx() and request.method == "GET"

@@ -35,6 +35,7 @@ from portal.blueprints.producer.forms_channel import (
     RemoveEdgeForm,
     StatusForm,
 )
+from portal.blueprints.producer.paging import table_only
 from portal.extensions import db
 from portal.models import (
     Attachment,
@@ -71,11 +72,16 @@ def load_partner(actor, partner_id: int) -> Organization:
     return org
 
 
-def _supplier_choices() -> list[tuple[str, str]]:
-    rows = db.session.execute(
+def _suppliers() -> list:
+    """(id, name, kind) of the producer and the distributors: the producer first, then by name."""
+    return db.session.execute(
         select(Organization.id, Organization.name, Organization.kind)
         .where(Organization.kind.in_(("producer", "distributor")))
         .order_by(case((Organization.kind == "producer", 0), else_=1), Organization.name)).all()
+
+
+def _supplier_choices(rows: list | None = None) -> list[tuple[str, str]]:
+    rows = _suppliers() if rows is None else rows
     return [SelectChoice("", "Nobody yet")] + [
         SelectChoice(str(i), f"{name} ({KIND_LABELS.get(kind, 'producer')})") for i, name, kind in rows]
 
@@ -141,6 +147,9 @@ def pending_applications() -> list[PortalRequest]:
 
 def _partners_page(form: PartnerForm | None = None, status: int = 200):
     table = partners_table(request.args)
+    if table_only():
+        return render("producer/partners.html", fragment="producer/_partners_table.html", table=table,
+                      suppliers=suppliers_of([o.id for o in table.rows]), kind_labels=KIND_LABELS)
     form = form or PartnerForm(formdata=None)
     form.supplier_id.choices = _supplier_choices()
     applications = pending_applications()
@@ -246,12 +255,17 @@ class PartnerFigures:
     buyers: list[Organization]
 
 
-def partner_figures(partner: Organization) -> PartnerFigures:
-    """The partner's figures in four aggregate queries, whatever its size."""
-    by_relation = dict(db.session.execute(
+def live_attachments(partner: Organization) -> dict[str, int]:
+    """The partner's live attachments counted by relation (ix_attachment_partner_relation alone)."""
+    return dict(db.session.execute(
         select(Attachment.relation, func.count()).where(Attachment.partner_id == partner.id,
                                                         Attachment.active.is_(True))
         .group_by(Attachment.relation)).all())
+
+
+def partner_figures(partner: Organization) -> PartnerFigures:
+    """The partner's figures in four aggregate queries, whatever its size."""
+    by_relation = live_attachments(partner)
     # Seats of the lines of every entitlement whose chain names the partner, per chain link: the
     # monthly sums of the channel's read model (a few dozen rows, not one probe per sale).
     seats = db.session.scalar(
@@ -314,6 +328,9 @@ def served_page(partner: Organization) -> tuple[list[PartnerCustomer], int, int]
 
 
 def _partner_page(partner: Organization, *, edit: PartnerEditForm | None = None, status: int = 200):
+    if table_only():
+        return render("producer/partner.html", fragment="producer/_partner_attachments.html",
+                      table=attachments_table(partner, request.args, live_attachments(partner)))
     figures = partner_figures(partner)
     served, served_at, served_size = served_page(partner)
     edit = edit or PartnerEditForm(formdata=None, obj=partner)
@@ -385,7 +402,9 @@ EDGE_SORTS = {"supplier": _supplier.name, "buyer": _buyer.name}
 EDGE_FILTERS = [Filter("kind", "Buyer's kind", list(KIND_LABELS.items()), all_label="Any kind")]
 
 
-def edges_table(args) -> Table:
+def edges_table(args, total: int | None = None) -> Table:
+    """The channel's edges; ``total``: how many there are (known to the drawing), for the list
+    that no search or filter narrows."""
     state = parse_list_args(args, endpoint="producer.channel", sorts=EDGE_SORTS, default_sort="supplier",
                             filters=EDGE_FILTERS)
     query = (select(ChannelRelationship)
@@ -400,7 +419,11 @@ def edges_table(args) -> Table:
     order = EDGE_SORTS[state.sort]
     other = EDGE_SORTS["buyer" if state.sort == "supplier" else "supplier"]
     query = query.order_by(order.desc() if state.descending else order, other, ChannelRelationship.id)
-    pagination = db.paginate(query, page=state.page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    known = total is not None and not state.q and not state.filters
+    pagination = db.paginate(query, page=state.page, per_page=current_app.config["PAGE_SIZE"], error_out=False,
+                             count=not known)
+    if known:
+        pagination.total = total
     return Table(id="edges", columns=EDGE_COLUMNS, pagination=pagination, state=state, noun="channel relationship",
                  nouns="channel relationships", caption="Channel relationships, supplier to buyer",
                  empty_text="No channel relationship yet.")
@@ -427,23 +450,24 @@ class Drawing:
     desc: str
 
 
-def tier_drawing(focus: Organization | None) -> Drawing:
+def edge_counts() -> dict[int, dict[str, int]]:
+    """Per supplier, how many partners of each kind it supplies (every edge counted once)."""
+    counts: dict[int, dict[str, int]] = {}
+    for supplier_id, kind, count in db.session.execute(_BUYERS_OF):
+        counts.setdefault(supplier_id, {})[kind] = count
+    return counts
+
+
+def tier_drawing(focus: Organization | None, suppliers: list, counts: dict[int, dict[str, int]]) -> Drawing:
     """Producer on top, distributors below it, resellers and service providers at the bottom.
 
     Summarised with aggregate queries: the largest distributors by name (the rest as one box),
-    per distributor the number of partners it supplies, and one box for the partners the producer
-    supplies directly. ``focus`` (a distributor) draws its buyers by name instead.
+    per distributor the number of partners it supplies (``counts``), and one box for the
+    partners the producer supplies directly. ``focus`` (a distributor) draws its buyers by name
+    instead. ``suppliers``: ``_suppliers()``, the producer and the distributors by name.
     """
-    producer = db.session.scalar(select(Organization).where(Organization.kind == "producer"))
-    buyers_of = (select(ChannelRelationship.supplier_id, _buyer.kind, func.count())
-                 .join(_buyer, _buyer.id == ChannelRelationship.buyer_id)
-                 .group_by(ChannelRelationship.supplier_id, _buyer.kind))
-    counts: dict[int, dict[str, int]] = {}
-    for supplier_id, kind, count in db.session.execute(buyers_of):
-        counts.setdefault(supplier_id, {})[kind] = count
-    distributors = list(db.session.execute(
-        select(Organization.id, Organization.name).where(Organization.kind == "distributor")
-        .order_by(Organization.name)).all())
+    producer = next((row for row in suppliers if row.kind == "producer"), None)
+    distributors = [row for row in suppliers if row.kind == "distributor"]
     distributors.sort(key=lambda d: -sum(counts.get(d.id, {}).values()))
     shown = distributors[:DRAWN_DISTRIBUTORS]
     if focus is not None and focus.id not in {d.id for d in shown}:
@@ -516,6 +540,11 @@ def tier_drawing(focus: Organization | None) -> Drawing:
     return Drawing(width, height, boxes, lines, "Tiers of the channel", desc)
 
 
+_BUYERS_OF = (select(ChannelRelationship.supplier_id, _buyer.kind, func.count())
+              .join(_buyer, _buyer.id == ChannelRelationship.buyer_id)
+              .group_by(ChannelRelationship.supplier_id, _buyer.kind))
+
+
 def _channel_page(form: EdgeForm | None = None, status: int = 200):
     actor = current_actor()
     focus = None
@@ -527,14 +556,20 @@ def _channel_page(form: EdgeForm | None = None, status: int = 200):
             Organization.id == int(raw), Organization.kind == "distributor"))
         if focus is None:
             abort(404)
-    table = edges_table({k: v for k, v in request.args.items() if k != "focus"})
+    if table_only():
+        return render("producer/channel.html", fragment="producer/_edges_table.html",
+                      table=edges_table({k: v for k, v in request.args.items() if k != "focus"}),
+                      kind_labels=KIND_LABELS)
+    suppliers, counts = _suppliers(), edge_counts()
+    table = edges_table({k: v for k, v in request.args.items() if k != "focus"},
+                        total=sum(n for kinds in counts.values() for n in kinds.values()))
     form = form or EdgeForm(formdata=None)
-    form.supplier_id.choices = _supplier_choices()[1:]
+    form.supplier_id.choices = _supplier_choices(suppliers)[1:]
     form.buyer_id.choices = [SelectChoice(str(i), f"{n} ({KIND_LABELS[k]})") for i, n, k in db.session.execute(
         select(Organization.id, Organization.name, Organization.kind).where(Organization.kind.in_(PARTNER_KINDS))
         .order_by(Organization.name).limit(1000))]
     return render("producer/channel.html", fragment="producer/_edges_table.html", status=status, table=table,
-                  filters=EDGE_FILTERS, form=form, drawing=tier_drawing(focus), focus=focus,
+                  filters=EDGE_FILTERS, form=form, drawing=tier_drawing(focus, suppliers, counts), focus=focus,
                   remove_form=RemoveEdgeForm(formdata=None), kind_labels=KIND_LABELS)
 
 
