@@ -257,15 +257,15 @@ def test_dates_of_the_read_model_are_first_days_of_months(channel):
 
 
 def test_the_migration_fills_the_read_model_as_the_rebuild_does():
-    """Migration 0014 derives the tables with a copy of ``rebuild_statements`` (a migration is
+    """Migration 0015_producer_pages derives the tables with a copy of ``rebuild_statements`` (a migration is
     frozen history): the copy says the same, on both databases."""
     import importlib.util
     from pathlib import Path
 
     from portal.models.channel import rebuild_statements
 
-    path = Path(__file__).resolve().parents[2] / "portal" / "migrations" / "versions" / "0014_producer_pages.py"
-    spec = importlib.util.spec_from_file_location("migration_0014", path)
+    path = Path(__file__).resolve().parents[2] / "portal" / "migrations" / "versions" / "0015_producer_pages.py"
+    spec = importlib.util.spec_from_file_location("migration_0015", path)
     migration = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migration)
     for dialect in ("postgresql", "sqlite"):
